@@ -1,0 +1,108 @@
+"""Deterministic training of zoo models on scikit-learn's digits, exported to ONNX with
+their float test accuracy (measured in ONNX Runtime) recorded in `manifest.json`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mpqc.data import adapt_digits
+from mpqc.errors import MpqcError
+from mpqc.export import export_module
+from mpqc.models.zoo import DEFAULT_MODEL, ZOO, ZooEntry
+from mpqc.modelio import atomic_write_bytes, load_model
+from mpqc.runtime import InputSpec
+
+__all__ = ["TrainResult", "train", "zoo_path", "manifest", "MODELS_DIR"]
+
+MODELS_DIR = Path(str(resources.files("mpqc.models")))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    name: str
+    path: Path
+    test_top1: float
+    epochs: int
+    seed: int
+
+
+def _spec(entry: ZooEntry) -> list[InputSpec]:
+    return [InputSpec("input", np.dtype(np.float32), (None, *entry.input_shape[1:]))]
+
+
+def train(name: str, epochs: int | None = None, seed: int = 0, output_dir: Path | None = None) -> TrainResult:
+    if name not in ZOO:
+        raise MpqcError(f"unknown zoo model {name!r}; choose from {', '.join(ZOO)}")
+    entry = ZOO[name]
+    epochs = entry.epochs if epochs is None else epochs
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    train_set = adapt_digits(_spec(entry), "train")
+    x = torch.from_numpy(np.asarray(train_set.inputs["input"]))
+    y = torch.from_numpy(np.asarray(train_set.labels))
+    model = entry.factory()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=entry.lr, weight_decay=1e-4)
+    steps = epochs * ((len(x) + 63) // 64)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=entry.lr, total_steps=steps)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), 64):
+            idx = order[start : start + 64]
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    out_dir = output_dir or MODELS_DIR
+    path = out_dir / f"{name}.onnx"
+    export_module(model, entry.input_shape, path)
+    top1 = _onnx_top1(path, entry)
+    if output_dir is None or output_dir == MODELS_DIR:
+        _record(name, entry, top1, epochs, seed)
+    return TrainResult(name, path, top1, epochs, seed)
+
+
+def _onnx_top1(path: Path, entry: ZooEntry) -> float:
+    from mpqc.evaluate import evaluate_session
+    from mpqc.runtime import make_session
+
+    test = adapt_digits(_spec(entry), "test")
+    return float(evaluate_session(make_session(load_model(path)), test).top1 or 0.0)
+
+
+def manifest() -> dict[str, dict[str, object]]:
+    path = MODELS_DIR / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _record(name: str, entry: ZooEntry, top1: float, epochs: int, seed: int) -> None:
+    data = manifest()
+    data[name] = {
+        "file": f"{name}.onnx",
+        "description": entry.description,
+        "input_shape": list(entry.input_shape),
+        "float_test_top1": round(top1, 4),
+        "data": "sklearn digits, fixed test split (450 samples)",
+        "epochs": epochs,
+        "seed": seed,
+        "default": name == DEFAULT_MODEL,
+    }
+    atomic_write_bytes(MODELS_DIR / "manifest.json", (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def zoo_path(name: str = DEFAULT_MODEL) -> Path:
+    """The shipped, trained ONNX file of a zoo model."""
+    if name not in ZOO:
+        raise MpqcError(f"unknown zoo model {name!r}; choose from {', '.join(ZOO)}")
+    path = MODELS_DIR / f"{name}.onnx"
+    if not path.exists():
+        raise MpqcError(f"zoo model {name} is not built; run: mpqc zoo train {name}")
+    return path

@@ -1,0 +1,111 @@
+"""What the analysis knows about a model: its quantizable layers and the tensors whose
+quantizers are tied together. Produced by `AnalyzeLayersPass`, read by everything after."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import networkx as nx
+import onnx_ir as ir
+
+__all__ = ["Layer", "Analysis", "graph_view", "QUANTIZABLE_OPS", "SHARED_SCALE_OPS", "INTEGER_OPS"]
+
+#: Ops with a constant weight that get per-layer weight and activation bits.
+QUANTIZABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+#: Ops that only move or select values: in an integer region their output reuses the input's
+#: quantizer, which lets ONNX Runtime drop the Q/DQ pair around them.
+SHARED_SCALE_OPS = ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
+#: Ops with an integer kernel in ONNX Runtime (QLinearAdd, QLinearConcat, ...): in an int8
+#: region their output gets a quantizer of its own.
+INTEGER_OPS = ("Add", "Concat", "GlobalAveragePool", "AveragePool")
+#: Ops the analysis understands and deliberately leaves in float.
+FLOAT_OPS = frozenset(
+    """Relu LeakyRelu PRelu Sigmoid Tanh Clip HardSigmoid HardSwish Gelu Elu Selu Softplus Softmax LogSoftmax
+    Mul Sub Div Pow Sqrt Exp Log Neg Abs Erf Reciprocal Max Min Mean Sum ReduceMean ReduceSum ReduceMax
+    ReduceMin ReduceL2 LayerNormalization BatchNormalization InstanceNormalization GroupNormalization
+    Shape Gather GatherElements Slice Split Cast Expand Tile Pad Resize Upsample Where Equal Less Greater
+    Not And Or ConstantOfShape Range Identity Dropout Constant If Loop Scan ArgMax TopK NonZero Einsum
+    Squeeze Unsqueeze DepthToSpace SpaceToDepth CumSum Trilu ScatterND GatherND OneHot Size""".split()
+)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One quantizable layer. Shapes are per the model's declared or inferred shapes, with
+    symbolic dimensions as strings; MACs and params are for one sample."""
+
+    name: str
+    op_type: str
+    activation: str
+    weight: str
+    bias: str | None
+    output: str
+    input_shape: tuple[int | str | None, ...] | None
+    output_shape: tuple[int | str | None, ...] | None
+    weight_shape: tuple[int, ...]
+    channel_axis: int | None
+    groups: int
+    macs: int | None
+    params: int
+
+    @property
+    def depthwise(self) -> bool:
+        return self.op_type == "Conv" and self.groups > 1 and self.weight_shape[1] == 1
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    layers: tuple[Layer, ...]
+    #: Activation tensors any scheme may quantize: the calibration observes exactly these.
+    activation_tensors: tuple[str, ...]
+    #: Groups of tensors that share one quantizer in an integer region (value-moving ops).
+    shared_quantizers: tuple[tuple[str, ...], ...]
+    #: Tensors combined by Add/Concat: kept at one bit width so the op can run in integers.
+    combined_inputs: tuple[tuple[str, ...], ...]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    @property
+    def total_macs(self) -> int:
+        return sum(layer.macs or 0 for layer in self.layers)
+
+    @property
+    def total_params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "layers": [layer.to_json() for layer in self.layers],
+            "total_macs": self.total_macs,
+            "total_params": self.total_params,
+            "shared_quantizers": [list(g) for g in self.shared_quantizers],
+            "combined_inputs": [list(g) for g in self.combined_inputs],
+            "notes": list(self.notes),
+        }
+
+
+def graph_view(graph: ir.Graph) -> nx.DiGraph:
+    """A read-only networkx view of one graph: nodes are IR node names, an edge carries the
+    tensor that flows along it. Used for graph algorithms only; the IR stays the truth."""
+    view = nx.DiGraph()
+    for node in graph:
+        view.add_node(node.name, op_type=node.op_type, domain=node.domain)
+    for node in graph:
+        for value in node.outputs:
+            for use in value.uses():
+                if use.node.graph is graph:
+                    view.add_edge(node.name, use.node.name, tensor=value.name)
+    return view

@@ -1,0 +1,15 @@
+"""The one exception type a user is meant to see.
+
+Every bad input (file, scheme, data, budget) raises `MpqcError`; the CLI prints its
+message on one line and exits with status 2. Anything else is a bug.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MpqcError"]
+
+
+class MpqcError(Exception):
+    """A problem with the user's input, explained in one line."""
+
+    exit_code = 2

@@ -1,0 +1,74 @@
+"""ONNX Runtime sessions and the model's input signature, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+
+from mpqc.errors import MpqcError
+
+__all__ = ["InputSpec", "input_specs", "make_session"]
+
+_NUMPY_OF_ONNX = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.DOUBLE: np.float64,
+    onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.INT8: np.int8,
+    onnx.TensorProto.UINT8: np.uint8,
+    onnx.TensorProto.BOOL: np.bool_,
+}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A graph input: dims are ints, or None where symbolic/unknown."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...] | None
+
+    def describe(self) -> str:
+        dims = "?" if self.shape is None else "x".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name} ({self.dtype.name}, {dims})"
+
+
+def input_specs(model: ir.Model) -> list[InputSpec]:
+    specs = []
+    initializers = set(model.graph.initializers)
+    for value in model.graph.inputs:
+        if value.name in initializers:
+            continue
+        dtype = value.dtype
+        np_dtype = np.dtype(_NUMPY_OF_ONNX.get(int(dtype), np.float32)) if dtype is not None else np.dtype(np.float32)
+        shape = None if value.shape is None else tuple(d if isinstance(d, int) else None for d in value.shape)
+        specs.append(InputSpec(value.name or "", np_dtype, shape))
+    return specs
+
+
+def make_session(
+    model: ir.Model | onnx.ModelProto | bytes, threads: int | None = None, optimize: bool = True
+) -> ort.InferenceSession:
+    if isinstance(model, ir.Model):
+        payload = ir.serde.serialize_model(model).SerializeToString()
+    elif isinstance(model, onnx.ModelProto):
+        payload = model.SerializeToString()
+    else:
+        payload = model
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MpqcError(f"ONNX Runtime cannot load the model: {first}") from exc

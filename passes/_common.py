@@ -1,0 +1,42 @@
+"""Helpers shared by passes: notes for the report, proto round trips, constant lookup."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+NOTES_KEY = "mpqc.notes"
+
+
+def note(model: ir.Model, message: str) -> None:
+    """Record something the user should read in the report (a layer left in float, a pass skipped)."""
+    notes: list[str] = model.meta.setdefault(NOTES_KEY, [])
+    if message not in notes:
+        notes.append(message)
+
+
+def notes(model: ir.Model) -> list[str]:
+    return list(model.meta.get(NOTES_KEY, []))
+
+
+def rebuild(model: ir.Model, transform: Callable[[onnx.ModelProto], onnx.ModelProto]) -> ir.Model:
+    """Run a proto-level tool and return a new IR model; notes carry over."""
+    result = ir.serde.deserialize_model(transform(ir.serde.serialize_model(model)))
+    for message in notes(model):
+        note(result, message)
+    return result
+
+
+def const_array(value: ir.Value | None) -> np.ndarray | None:
+    """The constant behind a value (initializer or Constant node), or None for activations."""
+    if value is None:
+        return None
+    tensor = ir.convenience.get_const_tensor(value)
+    return None if tensor is None else tensor.numpy()
+
+
+def opset_version(model: ir.Model) -> int:
+    return int(model.opset_imports.get("", 1))

@@ -1,0 +1,27 @@
+"""Reject invalid models up front with the checker's own words, before any pass touches them."""
+
+from __future__ import annotations
+
+__all__ = ["CheckModelPass"]
+
+import onnx
+import onnx_ir as ir
+
+from mpqc.errors import MpqcError
+
+
+class CheckModelPass(ir.passes.PassBase):
+    """Runs `onnx.checker`; raises `MpqcError` with its first line. Changes nothing."""
+
+    in_place = True
+    changes_input = False
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        try:
+            onnx.checker.check_model(ir.serde.serialize_model(model), full_check=False)
+        except (onnx.checker.ValidationError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise MpqcError(f"invalid ONNX model: {first}") from exc
+        if not any(node for node in model.graph):
+            raise MpqcError("invalid ONNX model: the graph has no nodes")
+        return ir.passes.PassResult(model, modified=False)

@@ -1,0 +1,303 @@
+"""Insert QuantizeLinear/DequantizeLinear for one mixed-precision scheme.
+
+Weights become int8/int4/int2 initializers behind a (per-channel) DequantizeLinear.
+Activations are quantized where each layer reads them, at that layer's bits. Around w8a8
+layers the pass builds the same int8 region as ONNX Runtime's `quantize_static`: layer
+outputs are quantized too (a following ReLU folds into the zero point), value-moving ops
+reuse their input's quantizer and Add/Concat/pooling get their own, so ONNX Runtime fuses
+the region into QLinearConv/QGemm/QLinearAdd kernels.
+"""
+
+from __future__ import annotations
+
+__all__ = ["InsertQDQPass", "QDQResult"]
+
+import dataclasses
+
+import numpy as np
+import onnx_ir as ir
+from onnx_ir.passes.common import TopologicalSortPass
+
+from mpqc.analysis import INTEGER_OPS, SHARED_SCALE_OPS, Analysis, Layer
+from mpqc.calibrate import Calibration
+from mpqc.errors import MpqcError
+from mpqc.passes._common import const_array, opset_version
+from mpqc.quant import QParams, activation_qparams, weight_qparams
+from mpqc.ranges import activation_range
+from mpqc.scheme import LayerPrecision, Scheme
+
+
+@dataclasses.dataclass
+class QDQResult(ir.passes.PassResult):
+    #: Bytes of all layer weights at their stored widths (float layers at 4 bytes a value).
+    weight_bytes: int = 0
+    #: Activation quantizers by tensor name, as inserted.
+    activation_params: dict[str, QParams] = dataclasses.field(default_factory=dict)
+
+
+class InsertQDQPass(ir.passes.InPlacePass):
+    def __init__(
+        self,
+        analysis: Analysis,
+        scheme: Scheme,
+        calibration: Calibration,
+        activation_method: str = "minmax",
+        weight_method: str = "auto",
+        percentile: float = 99.99,
+        reduce_range: bool = True,
+    ) -> None:
+        super().__init__()
+        self.analysis = analysis
+        self.scheme = scheme.bound_to(analysis.layer_names)
+        self.calibration = calibration
+        self.activation_method = activation_method
+        self.weight_method = weight_method
+        self.percentile = percentile
+        self.reduce_range = reduce_range
+
+    def requires(self, model: ir.Model) -> None:
+        needed = 25 if self.scheme.uses_bits(2) else 21
+        if opset_version(model) < needed:
+            raise ir.passes.PreconditionError(f"opset {needed} needed for this scheme, model has {opset_version(model)}")
+
+    def call(self, model: ir.Model) -> QDQResult:
+        graph = model.graph
+        self._names = _Names(graph)
+        self._graph = graph
+        self._act_params: dict[str, QParams] = {}
+        layers = {layer.name: layer for layer in self.analysis.layers}
+        nodes = {node.name: node for node in graph}
+        region = self._int8_region(graph, layers)
+        for value, (params, _) in region.items():
+            self._quantize_output(value, params)
+        read_params: dict[str, QParams] = {}
+        cache: dict[tuple[int, int, bool], ir.Value] = {}
+        for name, layer in layers.items():
+            prec, node = self.scheme[name], nodes[name]
+            if prec.a_bits is None:
+                continue
+            current = node.inputs[0]
+            assert current is not None
+            source = _region_source(current, region)
+            if source is not None and prec.a_bits == 8 and not prec.a_symmetric:
+                read_params[name] = region[source][0]
+                continue
+            key = (id(current), prec.a_bits, prec.a_symmetric)
+            params = self._activation(layer.activation, prec.a_bits, prec.a_symmetric)
+            if key not in cache:
+                cache[key] = self._qdq_before(node, current, params, layer.activation)
+            node.replace_input_with(0, cache[key])
+            read_params[name] = params
+        weight_bytes = 0
+        for name, layer in layers.items():
+            prec, node = self.scheme[name], nodes[name]
+            weight_bytes += self._quantize_weight(node, layer, prec, read_params.get(name))
+        _drop_unused_initializers(graph)
+        TopologicalSortPass()(model)
+        return QDQResult(model, modified=True, weight_bytes=weight_bytes, activation_params=self._act_params)
+
+    # -- the int8 region ------------------------------------------------------------------
+    def _int8_region(self, graph: ir.Graph, layers: dict[str, Layer]) -> dict[ir.Value, tuple[QParams, bool]]:
+        """Tensors quantized at their producer: value -> (params, own quantizer?)."""
+        region: dict[ir.Value, tuple[QParams, bool]] = {}
+        for node in list(graph):
+            if node.graph is None:  # removed (an absorbed ReLU)
+                continue
+            out = node.outputs[0] if node.outputs else None
+            if out is None or out.is_graph_output():
+                continue
+            acts = [v for v in node.inputs if v is not None and const_array(v) is None]
+            layer = layers.get(node.name)
+            if layer is not None:
+                prec = self.scheme[layer.name]
+                if prec.w_bits == 8 and prec.a_bits == 8:
+                    region[out] = (self._region_params(out), True)
+            elif node.op_type in SHARED_SCALE_OPS and acts and acts[0] in region:
+                region[out] = (region[acts[0]][0], False)
+            elif (
+                node.op_type in INTEGER_OPS
+                and acts
+                and len(acts) == len([v for v in node.inputs if v is not None])
+                and all(v in region for v in acts)
+            ):
+                region[out] = (self._region_params(out), True)
+        return region
+
+    def _region_params(self, out: ir.Value) -> QParams:
+        """uint8 params for a producer's output; absorbs a lone following ReLU when exact."""
+        range_name = out.name or ""
+        uses = out.uses()
+        if len(uses) == 1 and uses[0].node.op_type == "Relu" and self._absorbable(uses[0].node, out):
+            relu = uses[0].node
+            relu_out = relu.outputs[0]
+            range_name = relu_out.name or ""
+            ir.convenience.replace_all_uses_with(relu_out, out)
+            self._graph.remove(relu, safe=True)
+        return self._activation(range_name, 8, False)
+
+    def _absorbable(self, relu: ir.Node, source: ir.Value) -> bool:
+        out = relu.outputs[0]
+        if out.is_graph_output() or (out.name or "") not in self.calibration:
+            return False
+        layer_names = {layer.name for layer in self.analysis.layers}
+        for use in out.uses():
+            node = use.node
+            if node.name in layer_names:
+                prec = self.scheme[node.name]
+                if prec.a_bits != 8 or prec.a_symmetric or use.idx != 0:
+                    return False
+            elif node.op_type not in SHARED_SCALE_OPS + INTEGER_OPS:
+                return False
+        return True
+
+    # -- node building --------------------------------------------------------------------
+    def _activation(self, tensor: str, bits: int, symmetric: bool) -> QParams:
+        if tensor not in self.calibration:
+            raise MpqcError(f"no calibration statistics for tensor {tensor}")
+        lo, hi = activation_range(
+            self.calibration[tensor], bits, symmetric, self.activation_method, self.percentile
+        )
+        params = activation_qparams(lo, hi, bits, symmetric)
+        self._act_params.setdefault(f"{tensor}@{bits}{'s' if symmetric else 'u'}", params)
+        return params
+
+    def _qdq_nodes(self, value: ir.Value, params: QParams, hint: str) -> tuple[ir.Node, ir.Node]:
+        scale = self._constant(f"{hint}_scale", np.asarray(params.scale, np.float32))
+        zero = self._constant(f"{hint}_zero_point", params.zero_point_array())
+        q_out = ir.Value(name=self._names.value(f"{hint}_quantized"))
+        dq_out = ir.Value(name=self._names.value(f"{hint}_dequantized"))
+        q = ir.node("QuantizeLinear", [value, scale, zero], outputs=[q_out], name=self._names.node(f"{hint}_Q"))
+        dq = ir.node("DequantizeLinear", [q_out, scale, zero], outputs=[dq_out], name=self._names.node(f"{hint}_DQ"))
+        dq_out.dtype = ir.DataType.FLOAT
+        dq_out.shape = value.shape
+        return q, dq
+
+    def _quantize_output(self, value: ir.Value, params: QParams) -> None:
+        uses = list(value.uses())
+        q, dq = self._qdq_nodes(value, params, value.name or "t")
+        producer = value.producer()
+        assert producer is not None
+        self._graph.insert_after(producer, [q, dq])
+        for use in uses:
+            use.node.replace_input_with(use.idx, dq.outputs[0])
+
+    def _qdq_before(self, node: ir.Node, value: ir.Value, params: QParams, hint: str) -> ir.Value:
+        q, dq = self._qdq_nodes(value, params, f"{hint}_a{params.bits}")
+        self._graph.insert_before(node, [q, dq])
+        return dq.outputs[0]
+
+    def _constant(self, hint: str, array: np.ndarray) -> ir.Value:
+        name = self._names.value(hint)
+        value = ir.Value(
+            name=name,
+            shape=ir.Shape(array.shape),
+            type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
+            const_value=ir.tensor(array, name=name),
+        )
+        self._graph.register_initializer(value)
+        return value
+
+    def _quantize_weight(self, node: ir.Node, layer: Layer, prec: LayerPrecision, act: QParams | None) -> int:
+        weight = const_array(node.inputs[1])
+        assert weight is not None
+        if prec.w_bits is None:
+            return int(weight.size) * 4
+        axis = layer.channel_axis if prec.per_channel else None
+        method = self.weight_method if self.weight_method != "auto" else ("minmax" if prec.w_bits == 8 else "mse")
+        params = weight_qparams(weight, prec.w_bits, axis, prec.w_symmetric, method, self.reduce_range)
+        shape = [1] * weight.ndim
+        if axis is not None:
+            shape[axis] = -1
+        scale_b = params.scale.reshape(shape) if axis is not None else params.scale
+        zp_b = params.zero_point.reshape(shape) if axis is not None else params.zero_point
+        q = np.clip(np.rint(weight / scale_b) + zp_b, params.qmin, params.qmax).astype(params.zero_point_array().dtype)
+        hint = f"{layer.name}_w{prec.w_bits}"
+        q_value = self._constant(f"{hint}_quantized", q)
+        scale = self._constant(f"{hint}_scale", params.scale)
+        zero = self._constant(f"{hint}_zero_point", params.zero_point_array())
+        dq_out = ir.Value(name=self._names.value(f"{hint}_dequantized"), shape=ir.Shape(weight.shape))
+        dq_out.dtype = ir.DataType.FLOAT
+        attrs = {"axis": axis} if axis is not None else {}
+        dq = ir.node("DequantizeLinear", [q_value, scale, zero], attrs, outputs=[dq_out], name=self._names.node(f"{hint}_DQ"))
+        self._graph.insert_before(node, [dq])
+        node.replace_input_with(1, self._guard_2bit(node, dq_out) if prec.w_bits == 2 else dq_out)
+        if prec.w_bits == 8 and act is not None and act.bits == 8 and layer.bias is not None and len(node.inputs) > 2:
+            self._quantize_bias(node, layer, params, act)
+        return (int(weight.size) * prec.w_bits + 7) // 8
+
+    def _guard_2bit(self, node: ir.Node, weight: ir.Value) -> ir.Value:
+        """A same-shape Reshape between a 2-bit weight's DequantizeLinear and its layer.
+
+        ONNX Runtime 1.32's QDQ selectors reject 4-bit weights for QLinearConv/QGemm fusion
+        but not 2-bit ones, and then fail to load the model ("Type 'tensor(int2)' ... of
+        operator (QLinearConv) is invalid"). The Reshape hides the pattern; the layer runs
+        as DequantizeLinear + float op, which is what a 2-bit layer does on the CPU anyway."""
+        assert weight.shape is not None
+        shape = self._constant(f"{weight.name}_shape", np.asarray(list(weight.shape), np.int64))
+        out = ir.Value(name=self._names.value(f"{weight.name}_guarded"), shape=weight.shape)
+        out.dtype = ir.DataType.FLOAT
+        reshape = ir.node("Reshape", [weight, shape], outputs=[out], name=self._names.node(f"{weight.name}_guard"))
+        self._graph.insert_before(node, [reshape])
+        return out
+
+    def _quantize_bias(self, node: ir.Node, layer: Layer, w: QParams, act: QParams) -> None:
+        """int32 bias at scale s_x * s_w: the form ONNX Runtime needs to fuse QLinearConv/QGemm."""
+        bias = const_array(node.inputs[2])
+        assert bias is not None
+        scale = (np.float32(act.scale) * w.scale).astype(np.float32)
+        if w.axis is None:
+            scale_b = scale
+        else:
+            scale_b = scale.reshape(-1)
+        q = np.clip(np.rint(bias / scale_b), -(2**31), 2**31 - 1).astype(np.int32)
+        hint = f"{layer.name}_bias"
+        q_value = self._constant(f"{hint}_quantized", q)
+        s_value = self._constant(f"{hint}_scale", scale_b.astype(np.float32))
+        z_value = self._constant(f"{hint}_zero_point", np.zeros(np.shape(scale_b), np.int32))
+        out = ir.Value(name=self._names.value(f"{hint}_dequantized"), shape=ir.Shape(bias.shape))
+        out.dtype = ir.DataType.FLOAT
+        attrs = {"axis": 0} if np.ndim(scale_b) == 1 else {}
+        dq = ir.node("DequantizeLinear", [q_value, s_value, z_value], attrs, outputs=[out], name=self._names.node(f"{hint}_DQ"))
+        self._graph.insert_before(node, [dq])
+        node.replace_input_with(2, out)
+
+
+def _region_source(value: ir.Value, region: dict[ir.Value, tuple[QParams, bool]]) -> ir.Value | None:
+    """The region tensor a DequantizeLinear output stands for, if any."""
+    producer = value.producer()
+    if producer is None or producer.op_type != "DequantizeLinear":
+        return None
+    q = producer.inputs[0].producer() if producer.inputs[0] is not None else None
+    if q is None or q.op_type != "QuantizeLinear" or q.inputs[0] not in region:
+        return None
+    return q.inputs[0]
+
+
+def _drop_unused_initializers(graph: ir.Graph) -> None:
+    for name, value in list(graph.initializers.items()):
+        if not value.uses() and not value.is_graph_output() and not value.is_graph_input():
+            del graph.initializers[name]
+
+
+class _Names:
+    """Fresh, readable, unique value and node names."""
+
+    def __init__(self, graph: ir.Graph) -> None:
+        self.values = {v.name for n in graph for v in (*n.inputs, *n.outputs) if v is not None}
+        self.values |= set(graph.initializers) | {v.name for v in graph.inputs}
+        self.nodes = {n.name for n in graph}
+
+    @staticmethod
+    def _fresh(taken: set[str | None], base: str) -> str:
+        name, i = base, 0
+        while name in taken:
+            i += 1
+            name = f"{base}_{i}"
+        taken.add(name)
+        return name
+
+    def value(self, base: str) -> str:
+        return self._fresh(self.values, base)  # type: ignore[arg-type]
+
+    def node(self, base: str) -> str:
+        return self._fresh(self.nodes, base)  # type: ignore[arg-type]

@@ -1,0 +1,38 @@
+"""Bring the default-domain opset to the level the QDQ types need: 21 for int4/uint4,
+25 for int2/uint2 in ONNX Runtime."""
+
+from __future__ import annotations
+
+__all__ = ["UpgradeOpsetPass"]
+
+import onnx
+import onnx.helper
+import onnx.version_converter
+import onnx_ir as ir
+
+from mpqc.errors import MpqcError
+from mpqc.passes._common import opset_version, rebuild
+
+class UpgradeOpsetPass(ir.passes.FunctionalPass):
+    """Converts with `onnx.version_converter`; never downgrades."""
+
+    def __init__(self, target: int = 21) -> None:
+        super().__init__()
+        self.target = target
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        current = opset_version(model)
+        target = max(current, self.target)
+
+        def convert(proto: onnx.ModelProto) -> onnx.ModelProto:
+            if current < target:
+                try:
+                    proto = onnx.version_converter.convert_version(proto, target)
+                except Exception as exc:
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise MpqcError(f"cannot upgrade the model from opset {current} to {target}: {first}") from exc
+            minimum = onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", target)])
+            proto.ir_version = max(proto.ir_version, minimum)
+            return proto
+
+        return ir.passes.PassResult(rebuild(model, convert), modified=current < target)
