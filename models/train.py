@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from mpqc.models.zoo import DEFAULT_MODEL, ZOO, ZooEntry
 
 from mpqc.data import adapt_digits
 from mpqc.errors import MpqcError
 from mpqc.export import export_module
-from mpqc.models.zoo import DEFAULT_MODEL, ZOO, ZooEntry
 from mpqc.modelio import atomic_write_bytes, load_model
 from mpqc.runtime import InputSpec
 

@@ -153,9 +153,17 @@ ZOO: dict[str, ZooEntry] = {
     entry.name: entry
     for entry in (
         ZooEntry("digits_cnn", DigitsCNN, (1, 1, 16, 16), 12, 3e-3, "6-layer CNN with depthwise + pointwise, 1x16x16"),
-        ZooEntry("resnet8", lambda: ResNetCifar((1, 1, 1), (16, 32, 64)), (1, 3, 32, 32), 10, 3e-3,
-                 "CIFAR-style ResNet-8, 3x32x32"),
-        ZooEntry("mobilenetv2", MobileNetV2Cifar, (1, 3, 32, 32), 12, 3e-3, "MobileNetV2-style with depthwise convs, 3x32x32"),
+        ZooEntry(
+            "resnet8",
+            lambda: ResNetCifar((1, 1, 1), (16, 32, 64)),
+            (1, 3, 32, 32),
+            10,
+            3e-3,
+            "CIFAR-style ResNet-8, 3x32x32",
+        ),
+        ZooEntry(
+            "mobilenetv2", MobileNetV2Cifar, (1, 3, 32, 32), 12, 3e-3, "MobileNetV2-style with depthwise convs, 3x32x32"
+        ),
         ZooEntry("transformer", TinyTransformer, (1, 8, 8), 40, 3e-3, "one encoder block, 8 tokens x 8 features"),
     )
 }

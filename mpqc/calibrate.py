@@ -14,7 +14,7 @@ from mpqc.data import Dataset
 from mpqc.errors import MpqcError
 from mpqc.histogram import TensorStats
 from mpqc.passes.observe_tensors import ObserveTensorsPass
-from mpqc.runtime import make_session
+from mpqc.runtime import make_session, run_batches
 
 __all__ = ["Calibration", "calibrate"]
 
@@ -47,10 +47,11 @@ def calibrate(
     session = make_session(observed, threads=threads)
     names = [o.name for o in session.get_outputs() if o.name in set(tensors)]
     stats = {name: TensorStats(histogram=histograms) for name in names}
-    for batch in data.batches(batch_size):
-        outputs = session.run(names, batch)
+    for outputs in run_batches(session, data, names, batch_size):
         for name, array in zip(names, outputs):
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 raise MpqcError(f"calibration produced NaN or Inf in tensor {name}; check the data and the model")
             stats[name].update(array)
+    if stats and next(iter(stats.values())).count == 0:
+        raise MpqcError(f"data {data.name} gave no complete batch for calibration")
     return Calibration(stats, len(data), time.perf_counter() - start, histograms)

@@ -49,17 +49,21 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
     analysis = mpqc.analyze(_model_arg(args.model))
     rows = [("layer", "op", "input", "output", "weight", "MACs", "params")]
     for layer in analysis.layers:
-        rows.append((
-            layer.name,
-            layer.op_type + (" (dw)" if layer.depthwise else ""),
-            _shape(layer.input_shape),
-            _shape(layer.output_shape),
-            _shape(layer.weight_shape),
-            "?" if layer.macs is None else f"{layer.macs:,}",
-            f"{layer.params:,}",
-        ))
+        rows.append(
+            (
+                layer.name,
+                layer.op_type + (" (dw)" if layer.depthwise else ""),
+                _shape(layer.input_shape),
+                _shape(layer.output_shape),
+                _shape(layer.weight_shape),
+                "?" if layer.macs is None else f"{layer.macs:,}",
+                f"{layer.params:,}",
+            )
+        )
     text = _table(rows)
-    text += f"\n{len(analysis.layers)} quantizable layers, {analysis.total_macs:,} MACs, {analysis.total_params:,} params"
+    text += (
+        f"\n{len(analysis.layers)} quantizable layers, {analysis.total_macs:,} MACs, {analysis.total_params:,} params"
+    )
     for note in analysis.notes:
         text += f"\nnote: {note}"
     _emit(args, analysis.to_json(), text)
@@ -122,15 +126,24 @@ def _cmd_zoo(args: argparse.Namespace) -> None:
 
     if args.zoo_command == "train":
         result = train(args.name, args.epochs, args.seed, Path(args.output_dir) if args.output_dir else None)
-        _emit(args, {"name": result.name, "path": str(result.path), "test_top1": result.test_top1},
-              f"trained {result.name}: float test top-1 {_fmt_pct(result.test_top1)} (ONNX Runtime); wrote {result.path}")
+        _emit(
+            args,
+            {"name": result.name, "path": str(result.path), "test_top1": result.test_top1},
+            f"trained {result.name}: float test top-1 {_fmt_pct(result.test_top1)} (ONNX Runtime); wrote {result.path}",
+        )
         return
     shipped = manifest()
     rows = [("model", "input", "float top-1", "description")]
     for name, entry in ZOO.items():
         top1 = shipped.get(name, {}).get("float_test_top1")
-        rows.append((name + (" (default)" if name == DEFAULT_MODEL else ""), "x".join(map(str, entry.input_shape)),
-                     "not built" if top1 is None else _fmt_pct(float(top1)), entry.description))  # type: ignore[arg-type]
+        rows.append(
+            (
+                name + (" (default)" if name == DEFAULT_MODEL else ""),
+                "x".join(map(str, entry.input_shape)),
+                "not built" if top1 is None else _fmt_pct(float(top1)),
+                entry.description,
+            )
+        )  # type: ignore[arg-type]
     _emit(args, {"models": shipped}, _table(rows))
 
 
@@ -163,11 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheme", default="w8a8", help="w8a8, w4a8, w4a4, w2a8, float, wXaY, or a scheme .json")
     p.add_argument("--data", default=None, help="digits (default), a .npz file, or module:function")
     p.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "mse"))
-    p.add_argument("--weight-method", default="auto", choices=("auto", "minmax", "mse"),
-                   help="auto: min-max at 8 bits, MSE-optimal below")
+    p.add_argument(
+        "--weight-method",
+        default="auto",
+        choices=("auto", "minmax", "mse"),
+        help="auto: min-max at 8 bits, MSE-optimal below",
+    )
     p.add_argument("--calib-samples", type=int, default=None, help="use only the first N calibration samples")
-    p.add_argument("--full-range-weights", action="store_true",
-                   help="8-bit weights in [-128, 127] (for VNNI/Arm); default [-64, 63], safe on AVX2")
+    p.add_argument(
+        "--full-range-weights",
+        action="store_true",
+        help="8-bit weights in [-128, 127] (for VNNI/Arm); default [-64, 63], safe on AVX2",
+    )
     p.add_argument("-o", "--output", help="output QDQ model (default: MODEL_SCHEME.onnx here)")
     p.set_defaults(func=_cmd_quantize)
 
@@ -211,8 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("MPQC_DEBUG"):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"mpqc: internal error: {type(exc).__name__}: {first} (MPQC_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
+        print(
+            f"mpqc: internal error: {type(exc).__name__}: {first} (MPQC_DEBUG=1 shows the traceback)", file=sys.stderr
+        )
         return 1
     return 0
 

@@ -11,6 +11,8 @@ import numpy as np
 import onnxruntime as ort
 
 from mpqc.data import Dataset
+from mpqc.errors import MpqcError
+from mpqc.runtime import run_batches
 
 __all__ = ["Evaluation", "evaluate_session", "collect_outputs"]
 
@@ -30,7 +32,10 @@ class Evaluation:
 def collect_outputs(session: ort.InferenceSession, data: Dataset, batch_size: int = 64) -> np.ndarray:
     """The first output for every sample, concatenated."""
     name = session.get_outputs()[0].name
-    return np.concatenate([session.run([name], batch)[0] for batch in data.batches(batch_size)])
+    parts = [out[0] for out in run_batches(session, data, [name], batch_size)]
+    if not parts:
+        raise MpqcError(f"data {data.name} gave no complete batch for evaluation")
+    return np.concatenate(parts)
 
 
 def evaluate_session(
@@ -38,8 +43,9 @@ def evaluate_session(
 ) -> Evaluation:
     outputs = collect_outputs(session, data, batch_size).astype(np.float64)
     top1 = None
-    if data.labels is not None and outputs.ndim >= 2:
-        top1 = float(np.mean(outputs.reshape(len(outputs), -1).argmax(axis=1) == data.labels.reshape(-1)))
+    if data.labels is not None and outputs.ndim == 2:
+        labels = data.labels.reshape(-1)[: len(outputs)]
+        top1 = float(np.mean(outputs.argmax(axis=1) == labels))
     if reference is None:
         return Evaluation(len(outputs), top1)
     ref = reference.astype(np.float64).reshape(len(reference), -1)

@@ -48,18 +48,36 @@ def _percentile_range(
 
 
 def _mse_range(
-    centers: np.ndarray, counts: np.ndarray, lo: float, hi: float, bits: int, symmetric: bool, grid: int = 100
+    centers: np.ndarray, counts: np.ndarray, lo: float, hi: float, bits: int, symmetric: bool, grid: int = 48
 ) -> tuple[float, float]:
+    """Grid search of the clipping range minimising the histogram's expected squared error.
+    Asymmetric ranges search both ends independently (a ReLU output and a signed tensor
+    with one long tail need different clipping on each side)."""
     keep = counts > 0
     x, n = centers[keep], counts[keep]
+    ratios = np.linspace(1.0, 0.05, grid)
+    if symmetric:
+        amax = max(-lo, hi)
+        candidates = [(-amax * r, amax * r) for r in ratios]
+        errors = [_error(x, n, c_lo, c_hi, bits, True) for c_lo, c_hi in candidates]
+        return candidates[int(np.argmin(errors))]
+    qmax = (1 << bits) - 1
     best, best_err = (lo, hi), np.inf
-    for ratio in np.linspace(1.0, 0.05, grid):
-        cand_lo, cand_hi = lo * ratio, hi * ratio
-        params = activation_qparams(cand_lo, cand_hi, bits, symmetric)
-        qmin, qmax = params.qmin, params.qmax
-        scale, zp = float(params.scale), int(params.zero_point)
-        q = np.clip(np.rint(x / scale) + zp, qmin, qmax)
-        err = float(np.sum(n * np.square(x - (q - zp) * scale)))
-        if err < best_err:
-            best, best_err = (cand_lo, cand_hi), err
+    for lo_ratio in ratios if lo < 0 else ratios[:1]:
+        c_lo = lo * lo_ratio
+        c_hi = hi * ratios  # vectorised over the upper end
+        scale = np.maximum((c_hi - c_lo) / qmax, 1e-12)
+        zp = np.clip(np.rint(-c_lo / scale), 0, qmax)
+        q = np.clip(np.rint(x[None, :] / scale[:, None]) + zp[:, None], 0, qmax)
+        err = (n[None, :] * np.square(x[None, :] - (q - zp[:, None]) * scale[:, None])).sum(axis=1)
+        k = int(np.argmin(err))
+        if err[k] < best_err:
+            best, best_err = (c_lo, float(c_hi[k])), float(err[k])
     return best
+
+
+def _error(x: np.ndarray, n: np.ndarray, lo: float, hi: float, bits: int, symmetric: bool) -> float:
+    params = activation_qparams(lo, hi, bits, symmetric)
+    scale, zp = float(params.scale), int(params.zero_point)
+    q = np.clip(np.rint(x / scale) + zp, params.qmin, params.qmax)
+    return float(np.sum(n * np.square(x - (q - zp) * scale)))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -11,7 +13,10 @@ import onnxruntime as ort
 
 from mpqc.errors import MpqcError
 
-__all__ = ["InputSpec", "input_specs", "make_session"]
+if TYPE_CHECKING:
+    from mpqc.data import Dataset
+
+__all__ = ["InputSpec", "input_specs", "make_session", "run_batches"]
 
 _NUMPY_OF_ONNX = {
     onnx.TensorProto.FLOAT: np.float32,
@@ -72,3 +77,22 @@ def make_session(
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MpqcError(f"ONNX Runtime cannot load the model: {first}") from exc
+
+
+def run_batches(
+    session: ort.InferenceSession, data: Dataset, outputs: Sequence[str] | None = None, batch_size: int = 64
+) -> Iterator[list[np.ndarray]]:
+    """Run the data through in batches. A model whose batch dimension is fixed (often 1 in
+    exported models) gets batches of exactly that size; a remainder that cannot fill one is
+    left out."""
+    fixed = {i.shape[0] for i in session.get_inputs() if i.shape and isinstance(i.shape[0], int)}
+    size = min(fixed) if fixed else batch_size
+    names = list(outputs) if outputs is not None else [o.name for o in session.get_outputs()]
+    for batch in data.batches(size):
+        if fixed and len(next(iter(batch.values()))) != size:
+            break
+        try:
+            yield session.run(names, batch)
+        except Exception as exc:  # ORT raises its own exception types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise MpqcError(f"ONNX Runtime failed on data {data.name}: {first}") from exc

@@ -15,6 +15,7 @@ import math
 
 import networkx as nx
 import onnx_ir as ir
+from mpqc.passes._common import const_array, note, notes
 
 from mpqc.analysis import (
     FLOAT_OPS,
@@ -24,7 +25,6 @@ from mpqc.analysis import (
     Analysis,
     Layer,
 )
-from mpqc.passes._common import const_array, note, notes
 
 ANALYSIS_KEY = "mpqc.analysis"
 
@@ -76,8 +76,11 @@ class AnalyzeLayersPass(ir.passes.PassBase):
 def _subgraph_nodes(node: ir.Node) -> list[ir.Node]:
     found: list[ir.Node] = []
     for attr in node.attributes.values():
-        graphs = [attr.value] if attr.type == ir.AttributeType.GRAPH else (
-            list(attr.value) if attr.type == ir.AttributeType.GRAPHS else [])
+        graphs = (
+            [attr.value]
+            if attr.type == ir.AttributeType.GRAPH
+            else (list(attr.value) if attr.type == ir.AttributeType.GRAPHS else [])
+        )
         for sub in graphs:
             found.extend(ir.traversal.RecursiveGraphIterator(sub))
     return found

@@ -7,7 +7,6 @@ __all__ = ["FoldBatchNormPass"]
 
 import numpy as np
 import onnx_ir as ir
-
 from mpqc.passes._common import const_array
 
 _FOLDABLE = ("Conv", "ConvTranspose")
@@ -27,7 +26,7 @@ class FoldBatchNormPass(ir.passes.InPlacePass):
             conv = bn.inputs[0].producer() if bn.inputs[0] is not None else None
             if conv is None or conv.op_type not in _FOLDABLE or conv.domain != "":
                 continue
-            if len(bn.inputs[0].uses()) != 1 or bn.inputs[0].is_graph_output() or bn.outputs[0].is_graph_output():
+            if len(bn.inputs[0].uses()) != 1 or bn.inputs[0].is_graph_output():
                 continue
             params = [const_array(v) for v in bn.inputs[1:5]]
             weight = const_array(conv.inputs[1])
@@ -46,12 +45,23 @@ class FoldBatchNormPass(ir.passes.InPlacePass):
             if len(conv.inputs) < 3:
                 conv.resize_inputs(3)
             conv.replace_input_with(2, b_value)
-            ir.convenience.replace_all_uses_with(bn.outputs[0], conv.outputs[0])
+            _bypass(bn.outputs[0], conv.outputs[0])
             model.graph.remove(bn, safe=True)
             modified = True
         if modified:
             _drop_unused_initializers(model)
         return ir.passes.PassResult(model, modified=modified)
+
+
+def _bypass(old: ir.Value, new: ir.Value) -> None:
+    """Route every use of `old` to `new`; a graph output keeps its name."""
+    if old.is_graph_output():
+        name = old.name
+        old.replace_all_uses_with(new, replace_graph_outputs=True)
+        old.name = f"{name}__folded"
+        new.name = name
+    else:
+        old.replace_all_uses_with(new)
 
 
 def _scale_output_channels(conv: ir.Node, weight: np.ndarray, factor: np.ndarray) -> np.ndarray:
@@ -70,8 +80,12 @@ def _initializer(model: ir.Model, name: str, array: np.ndarray) -> ir.Value:
     while name in model.graph.initializers:
         i += 1
         name = f"{base}_{i}"
-    value = ir.Value(name=name, shape=ir.Shape(array.shape), type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
-                     const_value=ir.tensor(array, name=name))
+    value = ir.Value(
+        name=name,
+        shape=ir.Shape(array.shape),
+        type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
+        const_value=ir.tensor(array, name=name),
+    )
     model.graph.register_initializer(value)
     return value
 

@@ -16,12 +16,12 @@ import dataclasses
 
 import numpy as np
 import onnx_ir as ir
+from mpqc.passes._common import const_array, opset_version
 from onnx_ir.passes.common import TopologicalSortPass
 
 from mpqc.analysis import INTEGER_OPS, SHARED_SCALE_OPS, Analysis, Layer
 from mpqc.calibrate import Calibration
 from mpqc.errors import MpqcError
-from mpqc.passes._common import const_array, opset_version
 from mpqc.quant import QParams, activation_qparams, weight_qparams
 from mpqc.ranges import activation_range
 from mpqc.scheme import LayerPrecision, Scheme
@@ -58,7 +58,9 @@ class InsertQDQPass(ir.passes.InPlacePass):
     def requires(self, model: ir.Model) -> None:
         needed = 25 if self.scheme.uses_bits(2) else 21
         if opset_version(model) < needed:
-            raise ir.passes.PreconditionError(f"opset {needed} needed for this scheme, model has {opset_version(model)}")
+            raise ir.passes.PreconditionError(
+                f"opset {needed} needed for this scheme, model has {opset_version(model)}"
+            )
 
     def call(self, model: ir.Model) -> QDQResult:
         graph = model.graph
@@ -154,9 +156,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
     def _activation(self, tensor: str, bits: int, symmetric: bool) -> QParams:
         if tensor not in self.calibration:
             raise MpqcError(f"no calibration statistics for tensor {tensor}")
-        lo, hi = activation_range(
-            self.calibration[tensor], bits, symmetric, self.activation_method, self.percentile
-        )
+        lo, hi = activation_range(self.calibration[tensor], bits, symmetric, self.activation_method, self.percentile)
         params = activation_qparams(lo, hi, bits, symmetric)
         self._act_params.setdefault(f"{tensor}@{bits}{'s' if symmetric else 'u'}", params)
         return params
@@ -218,7 +218,9 @@ class InsertQDQPass(ir.passes.InPlacePass):
         dq_out = ir.Value(name=self._names.value(f"{hint}_dequantized"), shape=ir.Shape(weight.shape))
         dq_out.dtype = ir.DataType.FLOAT
         attrs = {"axis": axis} if axis is not None else {}
-        dq = ir.node("DequantizeLinear", [q_value, scale, zero], attrs, outputs=[dq_out], name=self._names.node(f"{hint}_DQ"))
+        dq = ir.node(
+            "DequantizeLinear", [q_value, scale, zero], attrs, outputs=[dq_out], name=self._names.node(f"{hint}_DQ")
+        )
         self._graph.insert_before(node, [dq])
         node.replace_input_with(1, self._guard_2bit(node, dq_out) if prec.w_bits == 2 else dq_out)
         if prec.w_bits == 8 and act is not None and act.bits == 8 and layer.bias is not None and len(node.inputs) > 2:
@@ -257,7 +259,9 @@ class InsertQDQPass(ir.passes.InPlacePass):
         out = ir.Value(name=self._names.value(f"{hint}_dequantized"), shape=ir.Shape(bias.shape))
         out.dtype = ir.DataType.FLOAT
         attrs = {"axis": 0} if np.ndim(scale_b) == 1 else {}
-        dq = ir.node("DequantizeLinear", [q_value, s_value, z_value], attrs, outputs=[out], name=self._names.node(f"{hint}_DQ"))
+        dq = ir.node(
+            "DequantizeLinear", [q_value, s_value, z_value], attrs, outputs=[out], name=self._names.node(f"{hint}_DQ")
+        )
         self._graph.insert_before(node, [dq])
         node.replace_input_with(2, out)
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 __all__ = ["InferShapesPass"]
 
 import onnx_ir as ir
-from onnx_ir.passes.common import ShapeInferencePass
-
 from mpqc.passes._common import note
+from onnx_ir.passes.common import ShapeInferencePass
 
 
 class InferShapesPass(ir.passes.InPlacePass):

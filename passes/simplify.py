@@ -8,7 +8,6 @@ __all__ = ["SimplifyPass"]
 import onnx
 import onnx_ir as ir
 import onnxsim
-
 from mpqc.passes._common import note, rebuild
 
 

@@ -9,9 +9,10 @@ import onnx
 import onnx.helper
 import onnx.version_converter
 import onnx_ir as ir
+from mpqc.passes._common import opset_version, rebuild
 
 from mpqc.errors import MpqcError
-from mpqc.passes._common import opset_version, rebuild
+
 
 class UpgradeOpsetPass(ir.passes.FunctionalPass):
     """Converts with `onnx.version_converter`; never downgrades."""

@@ -1,0 +1,167 @@
+"""Small ONNX models built in code, each with one trait real exported models have."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+
+def rng(seed: int = 0) -> np.random.RandomState:
+    return np.random.RandomState(seed)
+
+
+def init(name: str, array: np.ndarray) -> onnx.TensorProto:
+    return nh.from_array(np.asarray(array), name)
+
+
+def model(nodes, inputs, outputs, inits=(), opset: int = 17, ir_version: int | None = None) -> onnx.ModelProto:
+    graph = h.make_graph(list(nodes), "g", list(inputs), list(outputs), list(inits))
+    m = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)])
+    m.ir_version = ir_version or h.find_min_ir_version_for([h.make_opsetid("", opset)])
+    return m
+
+
+def conv_relu_gemm(opset: int = 17, batch: int | str = 1, seed: int = 0) -> onnx.ModelProto:
+    """Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm, input 1x3x8x8."""
+    r = rng(seed)
+    nodes = [
+        h.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+        h.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        h.make_node("GlobalAveragePool", ["r1"], ["p"], name="gap"),
+        h.make_node("Flatten", ["p"], ["f"], name="flat"),
+        h.make_node("Gemm", ["f", "w2", "b2"], ["y"], transB=1, name="fc"),
+    ]
+    inits = [
+        init("w1", r.randn(8, 3, 3, 3).astype(np.float32) * 0.3),
+        init("b1", r.randn(8).astype(np.float32) * 0.1),
+        init("w2", r.randn(5, 8).astype(np.float32) * 0.3),
+        init("b2", r.randn(5).astype(np.float32) * 0.1),
+    ]
+    x = h.make_tensor_value_info("x", T.FLOAT, [batch, 3, 8, 8])
+    y = h.make_tensor_value_info("y", T.FLOAT, [batch, 5])
+    return model(nodes, [x], [y], inits, opset)
+
+
+def constant_weights() -> onnx.ModelProto:
+    """Weights in Constant nodes, as some exporters emit them."""
+    r = rng(1)
+    w = r.randn(4, 3, 3, 3).astype(np.float32) * 0.3
+    nodes = [
+        h.make_node("Constant", [], ["w"], value=nh.from_array(w, "wv"), name="wconst"),
+        h.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+        h.make_node("Relu", ["c"], ["y"], name="relu"),
+    ]
+    return model(
+        nodes,
+        [h.make_tensor_value_info("x", T.FLOAT, [1, 3, 8, 8])],
+        [h.make_tensor_value_info("y", T.FLOAT, [1, 4, 6, 6])],
+        opset=13,
+    )
+
+
+def no_layers() -> onnx.ModelProto:
+    nodes = [h.make_node("Relu", ["x"], ["y"], name="relu")]
+    return model(
+        nodes, [h.make_tensor_value_info("x", T.FLOAT, [1, 4])], [h.make_tensor_value_info("y", T.FLOAT, [1, 4])]
+    )
+
+
+def unknown_op() -> onnx.ModelProto:
+    """A Conv, then an op mpqc's analysis does not know (Hardmax), then a Gemm."""
+    r = rng(2)
+    nodes = [
+        h.make_node("Conv", ["x", "w1"], ["c"], name="conv"),
+        h.make_node("Flatten", ["c"], ["f"], name="flat"),
+        h.make_node("Hardmax", ["f"], ["hm"], name="odd"),
+        h.make_node("Add", ["f", "hm"], ["s"], name="add"),
+        h.make_node("Gemm", ["s", "w2"], ["y"], transB=1, name="fc"),
+    ]
+    inits = [init("w1", r.randn(2, 1, 3, 3).astype(np.float32)), init("w2", r.randn(3, 8).astype(np.float32))]
+    return model(
+        nodes,
+        [h.make_tensor_value_info("x", T.FLOAT, [1, 1, 4, 4])],
+        [h.make_tensor_value_info("y", T.FLOAT, [1, 3])],
+        inits,
+    )
+
+
+def token_model() -> onnx.ModelProto:
+    """Two inputs: int64 token ids (embedding Gather) and a float feature tensor; symbolic
+    batch and sequence; LayerNormalization, Gelu, PRelu; an attention MatMul between
+    activations; linear layers as MatMul with constant weights."""
+    r = rng(3)
+    d = 16
+    nodes = [
+        h.make_node("Gather", ["emb", "ids"], ["e"], axis=0, name="embed"),
+        h.make_node("MatMul", ["feat", "wf"], ["fp"], name="feat_proj"),
+        h.make_node("Add", ["e", "fp"], ["x0"], name="merge"),
+        h.make_node("LayerNormalization", ["x0", "ln_s", "ln_b"], ["x1"], axis=-1, name="ln"),
+        h.make_node("MatMul", ["x1", "wq"], ["q"], name="q_proj"),
+        h.make_node("MatMul", ["x1", "wk"], ["k"], name="k_proj"),
+        h.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1], name="kT"),
+        h.make_node("MatMul", ["q", "kt"], ["att"], name="scores"),
+        h.make_node("Softmax", ["att"], ["p"], axis=-1, name="softmax"),
+        h.make_node("MatMul", ["p", "x1"], ["ctx"], name="mix"),
+        h.make_node("MatMul", ["ctx", "w1"], ["h1"], name="fc1"),
+        h.make_node("Gelu", ["h1"], ["g"], name="gelu"),
+        h.make_node("PRelu", ["g", "slope"], ["pr"], name="prelu"),
+        h.make_node("MatMul", ["pr", "w2"], ["y"], name="fc2"),
+    ]
+    inits = [
+        init("emb", r.randn(20, d).astype(np.float32)),
+        init("wf", r.randn(4, d).astype(np.float32) * 0.5),
+        init("ln_s", np.ones(d, np.float32)),
+        init("ln_b", np.zeros(d, np.float32)),
+        init("wq", r.randn(d, d).astype(np.float32) * 0.25),
+        init("wk", r.randn(d, d).astype(np.float32) * 0.25),
+        init("w1", r.randn(d, 2 * d).astype(np.float32) * 0.25),
+        init("slope", np.full(2 * d, 0.1, np.float32)),
+        init("w2", r.randn(2 * d, 6).astype(np.float32) * 0.25),
+    ]
+    inputs = [
+        h.make_tensor_value_info("ids", T.INT64, ["batch", "seq"]),
+        h.make_tensor_value_info("feat", T.FLOAT, ["batch", "seq", 4]),
+    ]
+    return model(nodes, inputs, [h.make_tensor_value_info("y", T.FLOAT, ["batch", "seq", 6])], inits, opset=20)
+
+
+def token_data(n: int = 64, seq: int = 5, seed: int = 4) -> dict[str, np.ndarray]:
+    r = rng(seed)
+    return {"ids": r.randint(0, 20, size=(n, seq)).astype(np.int64), "feat": r.randn(n, seq, 4).astype(np.float32)}
+
+
+def with_if() -> onnx.ModelProto:
+    """A Conv in the main graph and a MatMul inside both branches of an If."""
+    r = rng(5)
+    then_g = h.make_graph(
+        [h.make_node("MatMul", ["f", "wt"], ["o"], name="then_mm")],
+        "then",
+        [],
+        [h.make_tensor_value_info("o", T.FLOAT, [1, 3])],
+        [init("wt", r.randn(8, 3).astype(np.float32))],
+    )
+    else_g = h.make_graph(
+        [h.make_node("MatMul", ["f", "we"], ["o2"], name="else_mm")],
+        "else",
+        [],
+        [h.make_tensor_value_info("o2", T.FLOAT, [1, 3])],
+        [init("we", r.randn(8, 3).astype(np.float32))],
+    )
+    nodes = [
+        h.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+        h.make_node("Flatten", ["c"], ["f"], name="flat"),
+        h.make_node("ReduceSum", ["f"], ["s"], keepdims=0, name="sum"),
+        h.make_node("Greater", ["s", "zero"], ["cond"], name="gt"),
+        h.make_node("If", ["cond"], ["y"], then_branch=then_g, else_branch=else_g, name="branch"),
+    ]
+    inits = [init("w", r.randn(2, 1, 3, 3).astype(np.float32)), init("zero", np.array(0.0, np.float32))]
+    return model(
+        nodes,
+        [h.make_tensor_value_info("x", T.FLOAT, [1, 1, 4, 4])],
+        [h.make_tensor_value_info("y", T.FLOAT, [1, 3])],
+        inits,
+        opset=17,
+    )

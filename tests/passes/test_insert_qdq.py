@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import builders as b
+import numpy as np
+import onnx_ir as ir
+import pytest
+from mpqc.passes.insert_qdq import InsertQDQPass
+
+import mpqc
+from mpqc.scheme import Scheme
+
+
+def _quantized(scheme, proto=None) -> ir.Model:
+    proto = proto or b.conv_relu_gemm()
+    x = b.rng(0).randn(32, 3, 8, 8).astype(np.float32)
+    return ir.serde.deserialize_model(mpqc.quantize(proto, scheme, {"x": x}, evaluate=False).model)
+
+
+def _ops(model: ir.Model) -> list[str]:
+    return [n.op_type for n in model.graph]
+
+
+def test_w8a8_region_absorbs_relu_and_quantizes_bias_to_int32():
+    model = _quantized("w8a8")
+    assert "Relu" not in _ops(model)  # folded into the uint8 zero point of the conv output
+    conv = next(n for n in model.graph if n.op_type == "Conv")
+    bias_dq = conv.inputs[2].producer()
+    assert bias_dq.op_type == "DequantizeLinear"
+    assert bias_dq.inputs[0].const_value.dtype == ir.DataType.INT32
+    conv_out_q = conv.outputs[0].uses()[0].node
+    assert conv_out_q.op_type == "QuantizeLinear" and conv_out_q.inputs[2].const_value.numpy() == 0
+
+
+def test_value_moving_ops_share_their_input_quantizer():
+    model = _quantized("w8a8")
+    flat = next(n for n in model.graph if n.op_type == "Flatten")
+    dq_in = flat.inputs[0].producer()
+    q_out = flat.outputs[0].uses()[0].node
+    assert q_out.op_type == "QuantizeLinear"
+    np.testing.assert_array_equal(dq_in.inputs[1].const_value.numpy(), q_out.inputs[1].const_value.numpy())
+    np.testing.assert_array_equal(dq_in.inputs[2].const_value.numpy(), q_out.inputs[2].const_value.numpy())
+
+
+def test_sub_8_bit_layers_keep_relu_and_float_bias():
+    model = _quantized("w4a8")
+    assert "Relu" in _ops(model)
+    conv = next(n for n in model.graph if n.op_type == "Conv")
+    assert conv.inputs[2].const_value is not None  # float bias, no DequantizeLinear
+
+
+def test_two_bit_weights_are_guarded_against_the_ort_fusion_bug():
+    model = _quantized("w2a8")
+    conv = next(n for n in model.graph if n.op_type == "Conv")
+    assert conv.inputs[1].producer().op_type == "Reshape"
+    assert model.opset_imports[""] == 25
+
+
+def test_float_layers_are_untouched():
+    names = ["conv1", "fc"]
+    model = _quantized(Scheme.from_json({"layers": {"conv1": "float", "fc": "w8a8"}}, names))
+    conv = next(n for n in model.graph if n.op_type == "Conv")
+    assert conv.inputs[1].const_value is not None and conv.inputs[0].producer() is None
+
+
+def test_requires_opset_21():
+    model = ir.serde.deserialize_model(b.conv_relu_gemm(opset=17))
+    prepared = mpqc.prepare(b.conv_relu_gemm())
+    calibration = mpqc.calibrate_model(prepared, {"x": b.rng(0).randn(4, 3, 8, 8).astype(np.float32)})
+    with pytest.raises(ir.passes.PreconditionError):
+        InsertQDQPass(prepared.analysis, Scheme.parse("w8a8", prepared.analysis.layer_names), calibration)(model)

@@ -1,0 +1,8 @@
+"""A `module:function` data source for tests: an iterator of batches."""
+
+import numpy as np
+
+
+def batches():
+    for i in range(3):
+        yield {"x": np.full((2, 2), i, np.float32)}
