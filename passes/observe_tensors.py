@@ -18,7 +18,7 @@ class ObserveTensorsPass(ir.passes.FunctionalPass):
         self.tensors = list(tensors)
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        copy = ir.serde.deserialize_model(ir.serde.serialize_model(model))
+        copy = model.clone()  # shares the weight tensors, which this pass never touches
         values = ir.convenience.create_value_mapping(copy.graph)
         present = {v.name for v in copy.graph.outputs}
         added = False

@@ -9,7 +9,7 @@ import onnx
 import onnx.helper
 import onnx.version_converter
 import onnx_ir as ir
-from mpqc.passes._common import opset_version, rebuild
+from mpqc.passes._common import detach_weights, opset_version, rebuild, restore_weights
 
 from mpqc.errors import MpqcError
 
@@ -27,13 +27,25 @@ class UpgradeOpsetPass(ir.passes.FunctionalPass):
 
         def convert(proto: onnx.ModelProto) -> onnx.ModelProto:
             if current < target:
-                try:
-                    proto = onnx.version_converter.convert_version(proto, target)
-                except Exception as exc:
-                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    raise MpqcError(f"cannot upgrade the model from opset {current} to {target}: {first}") from exc
+                proto = _convert(proto, current, target)
             minimum = onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", target)])
             proto.ir_version = max(proto.ir_version, minimum)
             return proto
 
         return ir.passes.PassResult(rebuild(model, convert), modified=current < target)
+
+
+def _convert(proto: onnx.ModelProto, current: int, target: int) -> onnx.ModelProto:
+    """Convert with the weights detached (fast); should that fail, convert with them."""
+    saved = detach_weights(proto)
+    try:
+        converted = onnx.version_converter.convert_version(proto, target)
+        restore_weights(converted, saved)
+        return converted
+    except Exception:
+        restore_weights(proto, saved)
+    try:
+        return onnx.version_converter.convert_version(proto, target)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MpqcError(f"cannot upgrade the model from opset {current} to {target}: {first}") from exc
