@@ -24,12 +24,12 @@ from _common import (  # noqa: E402
     single_thread_session,
     table,
 )
+from mpqc.models.train import zoo_path  # noqa: E402
 
 import mpqc  # noqa: E402
 from mpqc.data import load_data  # noqa: E402
 from mpqc.evaluate import evaluate_session  # noqa: E402
 from mpqc.modelio import load_model  # noqa: E402
-from mpqc.models.train import zoo_path  # noqa: E402
 from mpqc.runtime import input_specs, make_session  # noqa: E402
 
 CALIB_SAMPLES = 64
@@ -56,8 +56,13 @@ def bench(name: str, path: Path, repeats: int, workdir: Path) -> list[str]:
     ort_seconds, _ = best_of(
         3,
         lambda: quantize_static(
-            str(path), str(ort_path), _Reader(dict(calib.inputs)), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            str(path),
+            str(ort_path),
+            _Reader(dict(calib.inputs)),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
         ),
     )
 
@@ -86,8 +91,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--models", default="digits_cnn,resnet18_cifar,transformer")
     args = parser.parse_args()
-    header = ["model", "float top1", "ORT top1", "mpqc top1", "ORT quant s", "mpqc quant s", "time ratio",
-              "float ms", "ORT ms (IQR)", "mpqc ms (IQR)", "latency ratio"]
+    header = [
+        "model",
+        "float top1",
+        "ORT top1",
+        "mpqc top1",
+        "ORT quant s",
+        "mpqc quant s",
+        "time ratio",
+        "float ms",
+        "ORT ms (IQR)",
+        "mpqc ms (IQR)",
+        "latency ratio",
+    ]
     rows = [header]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):

@@ -6,7 +6,6 @@ __all__ = ["CheckModelPass"]
 
 import onnx
 import onnx_ir as ir
-
 from onnx_ir.passes.common import CheckerPass
 
 from mpqc.errors import MpqcError
