@@ -45,6 +45,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
         weight_method: str = "auto",
         percentile: float = 99.99,
         reduce_range: bool = True,
+        int8_kernels: bool = False,
     ) -> None:
         super().__init__()
         self.analysis = analysis
@@ -54,6 +55,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
         self.weight_method = weight_method
         self.percentile = percentile
         self.reduce_range = reduce_range
+        self.int8_kernels = int8_kernels
 
     def requires(self, model: ir.Model) -> None:
         needed = 25 if self.scheme.uses_bits(2) else 21
@@ -88,6 +90,8 @@ class InsertQDQPass(ir.passes.InPlacePass):
             params = self._activation(layer.activation, prec.a_bits, prec.a_symmetric)
             if key not in cache:
                 cache[key] = self._qdq_before(node, current, params, layer.activation)
+                if self._lowered(prec) and prec.a_bits < 8:
+                    cache[key] = self._qdq_before(node, cache[key], _in_8bit(params), f"{layer.activation}_container")
             node.replace_input_with(0, cache[key])
             read_params[name] = params
         weight_bytes = 0
@@ -111,8 +115,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
             acts = [v for v in node.inputs if v is not None and const_array(v) is None]
             layer = layers.get(node.name)
             if layer is not None:
-                prec = self.scheme[layer.name]
-                if prec.w_bits == 8 and prec.a_bits == 8:
+                if self._lowered(self.scheme[layer.name]):
                     region[out] = (self._region_params(out), True)
             elif node.op_type in SHARED_SCALE_OPS and acts and acts[0] in region:
                 region[out] = (region[acts[0]][0], False)
@@ -124,6 +127,13 @@ class InsertQDQPass(ir.passes.InPlacePass):
             ):
                 region[out] = (self._region_params(out), True)
         return region
+
+    def _lowered(self, prec: LayerPrecision) -> bool:
+        """Runs as an int8 kernel: w8a8 always; any quantized weight and activation when
+        lowering for a CPU whose only fast low-bit kernels are int8 (`int8_kernels`)."""
+        if self.int8_kernels:
+            return prec.w_bits is not None and prec.a_bits is not None
+        return prec.w_bits == 8 and prec.a_bits == 8
 
     def _region_params(self, out: ir.Value) -> QParams:
         """uint8 params for a producer's output; absorbs a lone following ReLU when exact."""
@@ -210,11 +220,13 @@ class InsertQDQPass(ir.passes.InPlacePass):
             shape[axis] = -1
         scale_b = params.scale.reshape(shape) if axis is not None else params.scale
         zp_b = params.zero_point.reshape(shape) if axis is not None else params.zero_point
-        q = np.clip(np.rint(weight / scale_b) + zp_b, params.qmin, params.qmax).astype(params.zero_point_array().dtype)
+        lowered = self._lowered(prec) and act is not None
+        storage = np.int8 if lowered else params.zero_point_array().dtype
+        q = np.clip(np.rint(weight / scale_b) + zp_b, params.qmin, params.qmax).astype(storage)
         hint = f"{layer.name}_w{prec.w_bits}"
         q_value = self._constant(f"{hint}_quantized", q)
         scale = self._constant(f"{hint}_scale", params.scale)
-        zero = self._constant(f"{hint}_zero_point", params.zero_point_array())
+        zero = self._constant(f"{hint}_zero_point", params.zero_point_array().astype(storage))
         dq_out = ir.Value(name=self._names.value(f"{hint}_dequantized"), shape=ir.Shape(weight.shape))
         dq_out.dtype = ir.DataType.FLOAT
         attrs = {"axis": axis} if axis is not None else {}
@@ -222,8 +234,8 @@ class InsertQDQPass(ir.passes.InPlacePass):
             "DequantizeLinear", [q_value, scale, zero], attrs, outputs=[dq_out], name=self._names.node(f"{hint}_DQ")
         )
         self._graph.insert_before(node, [dq])
-        node.replace_input_with(1, self._guard_2bit(node, dq_out) if prec.w_bits == 2 else dq_out)
-        if prec.w_bits == 8 and act is not None and act.bits == 8 and layer.bias is not None and len(node.inputs) > 2:
+        node.replace_input_with(1, self._guard_2bit(node, dq_out) if prec.w_bits == 2 and not lowered else dq_out)
+        if lowered and act is not None and layer.bias is not None and len(node.inputs) > 2:
             self._quantize_bias(node, layer, params, act)
         return (int(weight.size) * prec.w_bits + 7) // 8
 
@@ -264,6 +276,11 @@ class InsertQDQPass(ir.passes.InPlacePass):
         )
         self._graph.insert_before(node, [dq])
         node.replace_input_with(2, out)
+
+
+def _in_8bit(params: QParams) -> QParams:
+    """The same quantization grid held in an 8-bit container: exact, and what int8 kernels take."""
+    return QParams(params.scale, params.zero_point, 8, params.signed, params.axis)
 
 
 def _region_source(value: ir.Value, region: dict[ir.Value, tuple[QParams, bool]]) -> ir.Value | None:
