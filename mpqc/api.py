@@ -19,13 +19,22 @@ from mpqc.errors import MpqcError
 from mpqc.evaluate import Evaluation, collect_outputs, evaluate_session
 from mpqc.frontend import run_front_end
 from mpqc.modelio import atomic_write_bytes, load_model
-from mpqc.passes.insert_qdq import InsertQDQPass
+from mpqc.passes.insert_qdq import InsertQDQPass, QDQResult
 from mpqc.passes.upgrade_opset import UpgradeOpsetPass
 from mpqc.ranges import ACTIVATION_METHODS
 from mpqc.runtime import input_specs, make_session
 from mpqc.scheme import Scheme
 
-__all__ = ["Prepared", "QuantizeResult", "prepare", "analyze", "calibrate_model", "quantize", "evaluate"]
+__all__ = [
+    "Prepared",
+    "QuantizeResult",
+    "prepare",
+    "analyze",
+    "calibrate_model",
+    "emit_qdq",
+    "quantize",
+    "evaluate",
+]
 
 ModelLike = str | os.PathLike[str] | onnx.ModelProto | ir.Model
 DataLike = str | Dataset | dict[str, Any] | None
@@ -134,10 +143,7 @@ def quantize(
     eval_set = load_data(eval_data if eval_data is not None else data, specs, split="test") if evaluate else None
     if calibration is None:
         calibration = calibrate_model(prepared, data, calib_method, calib_samples)
-    work = prepared.copy()
-    if bound.uses_bits(2):
-        work = UpgradeOpsetPass(25)(work).model
-    qdq = InsertQDQPass(analysis, bound, calibration, calib_method, weight_method, percentile, reduce_range)(work)
+    qdq = emit_qdq(prepared, bound, calibration, calib_method, weight_method, percentile, reduce_range)
     proto = ir.serde.serialize_model(qdq.model)
     payload = proto.SerializeToString()
     quant_session = make_session(payload)  # every result is proven to load in ONNX Runtime
@@ -154,6 +160,25 @@ def quantize(
     if output is not None:
         result.output = atomic_write_bytes(output, payload)
     return result
+
+
+def emit_qdq(
+    prepared: Prepared,
+    scheme: Scheme,
+    calibration: Calibration,
+    calib_method: str = "minmax",
+    weight_method: str = "auto",
+    percentile: float = 99.99,
+    reduce_range: bool = True,
+    int8_kernels: bool = False,
+) -> QDQResult:
+    """The QDQ model of one scheme, from a prepared model and a calibration (no evaluation)."""
+    work = prepared.copy()
+    if scheme.uses_bits(2):
+        work = UpgradeOpsetPass(25)(work).model
+    return InsertQDQPass(
+        prepared.analysis, scheme, calibration, calib_method, weight_method, percentile, reduce_range, int8_kernels
+    )(work)
 
 
 def layer_weight_count(prepared: Prepared, layer_name: str) -> int:

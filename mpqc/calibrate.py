@@ -33,6 +33,17 @@ class Calibration:
     def __contains__(self, tensor: object) -> bool:
         return tensor in self.stats
 
+    @classmethod
+    def placeholder(cls, tensors: Sequence[str]) -> Calibration:
+        """Unit ranges for every tensor: enough to build a QDQ graph whose structure (and so
+        latency) is right, without data. Never used for accuracy."""
+        stats = {}
+        for name in tensors:
+            stat = TensorStats(histogram=False)
+            stat.update(np.array([-1.0, 1.0], np.float32))
+            stats[name] = stat
+        return cls(stats, 0, 0.0, False)
+
 
 def calibrate(
     model: ir.Model,

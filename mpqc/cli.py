@@ -120,6 +120,61 @@ def _cmd_export(args: argparse.Namespace) -> None:
     _emit(args, {"output": str(path)}, f"wrote {path}")
 
 
+def _cmd_profile(args: argparse.Namespace) -> None:
+    from mpqc.profile import profile
+
+    report = profile(_model_arg(args.model), args.target, args.data, threads=args.threads, use_cache=not args.no_cache)
+    unit, factor = ("ms", 1e3)
+    rows = [["layer", "op", "MACs", *[f"{p} {unit}" for p in report.precisions]]]
+    for row in report.layers:
+        rows.append(
+            [
+                row.name,
+                row.op_type,
+                "?" if row.macs is None else f"{row.macs:,}",
+                *[_num(row.seconds[p] * factor) for p in report.precisions],
+            ]
+        )
+    rows.append(
+        ["whole model (predicted)", "", "", *[_num(report.totals[p].latency_s * factor) for p in report.precisions]]
+    )
+    if report.measured_s:
+        rows.append(
+            [
+                "whole model (measured)",
+                "",
+                "",
+                *[_num(report.measured_s[p] * factor) if p in report.measured_s else "-" for p in report.precisions],
+            ]
+        )
+    rows.append(["weight KB", "", "", *[f"{report.totals[p].weight_bytes / 1024:.1f}" for p in report.precisions]])
+    rows.append(
+        [
+            "peak activation KB",
+            "",
+            "",
+            *[f"{report.totals[p].peak_activation_bytes / 1024:.1f}" for p in report.precisions],
+        ]
+    )
+    rows.append(["GBOPs", "", "", *[f"{report.totals[p].bops / 1e9:.3f}" for p in report.precisions]])
+    text = _table(rows) + f"\ntarget {report.target}: {report.description}"
+    if report.threads is not None:
+        text += f"; {report.threads} thread(s), batch 1, {'from cache' if report.cached else 'measured now'}"
+    _emit(args, report.to_json(), text)
+
+
+def _cmd_targets(args: argparse.Namespace) -> None:
+    from mpqc.targets import builtin_targets
+
+    targets = builtin_targets()
+    rows = [("target", "description")] + [(t.name, t.description) for t in targets]
+    _emit(args, {"targets": [{"name": t.name, "description": t.description} for t in targets]}, _table(rows))
+
+
+def _num(value: float) -> str:
+    return "-" if value == float("inf") else f"{value:.4f}"
+
+
 def _cmd_zoo(args: argparse.Namespace) -> None:
     from mpqc.models.train import manifest, train
     from mpqc.models.zoo import DEFAULT_MODEL, ZOO
@@ -202,6 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", required=True, help="example input shape, e.g. 1,3,32,32")
     p.add_argument("-o", "--output", required=True, help="output ONNX file")
     p.set_defaults(func=_cmd_export)
+
+    p = add("profile", "per-layer latency at each precision on a target, and the whole model's")
+    p.add_argument("model", nargs="?", help="ONNX model (default: the built-in digits_cnn)")
+    p.add_argument("--target", default="ort-cpu", help="ort-cpu (measured), bitserial, mcu, or a target .toml")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (ort-cpu)")
+    p.add_argument("--data", default=None, help="a sample input source (digits, .npz, module:function)")
+    p.add_argument("--no-cache", action="store_true", help="measure again even if a cached table exists")
+    p.set_defaults(func=_cmd_profile)
+
+    p = add("targets", "list the built-in targets")
+    p.set_defaults(func=_cmd_targets)
 
     p = add("zoo", "the built-in model zoo: list, or train one on digits and export it")
     zoo = p.add_subparsers(dest="zoo_command", required=False, parser_class=_Parser)

@@ -1,0 +1,49 @@
+"""Targets: what each layer costs at each precision on a runtime or a chip.
+
+`get_target("ort-cpu")` measures ONNX Runtime here; `get_target("bitserial")`, `"mcu"` or a
+path to a `.toml` file gives an analytic target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mpqc.targets.analytic import AnalyticCostModel, AnalyticTarget, load_target_file
+from mpqc.targets.base import FLOAT, PRECISIONS, CostModel, Precision, Target, precision_label
+from mpqc.targets.ort_cpu import OrtCpuCostModel, OrtCpuTarget
+
+from mpqc.errors import MpqcError
+
+__all__ = [
+    "FLOAT",
+    "PRECISIONS",
+    "AnalyticCostModel",
+    "AnalyticTarget",
+    "CostModel",
+    "OrtCpuCostModel",
+    "OrtCpuTarget",
+    "Precision",
+    "Target",
+    "builtin_targets",
+    "get_target",
+    "precision_label",
+]
+
+_HERE = Path(__file__).resolve().parent
+
+
+def builtin_targets() -> list[Target]:
+    return [OrtCpuTarget()] + [load_target_file(p) for p in sorted(_HERE.glob("*.toml"))]
+
+
+def get_target(spec: str | Target, threads: int = 1) -> Target:
+    if isinstance(spec, Target):
+        return spec
+    if spec == "ort-cpu":
+        return OrtCpuTarget(threads=threads)
+    if spec.endswith(".toml") or Path(spec).is_file():
+        return load_target_file(spec)
+    shipped = _HERE / f"{spec}.toml"
+    if shipped.is_file():
+        return load_target_file(shipped)
+    names = ", ".join(t.name for t in builtin_targets())
+    raise MpqcError(f"unknown target {spec!r}; built-in targets: {names}, or a .toml file")
