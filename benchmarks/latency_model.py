@@ -72,8 +72,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", default="digits_cnn,resnet18_cifar,mobilenetv2")
     args = parser.parse_args()
-    rows = [["model", "layers", "schemes", "profile s", "measured ms", "drift", "med err %", "max err %",
-             "med err % (same run)", "max err % (same run)"]]
+    rows = [
+        [
+            "model",
+            "layers",
+            "schemes",
+            "profile s",
+            "measured ms",
+            "drift",
+            "med err %",
+            "max err %",
+            "med err % (same run)",
+            "max err % (same run)",
+        ]
+    ]
     for name in args.models.split(","):
         path = resnet18_path() if name == "resnet18_cifar" else zoo_path(name)
         rows.append(run(name, path, args.schemes, args.rounds, args.seed))

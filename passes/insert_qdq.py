@@ -69,6 +69,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
         self._names = _Names(graph)
         self._graph = graph
         self._act_params: dict[str, QParams] = {}
+        self._shared: dict[int, tuple[ir.Value, ir.Value, QParams]] = {}
         layers = {layer.name: layer for layer in self.analysis.layers}
         nodes = {node.name: node for node in graph}
         region = self._int8_region(graph, layers)
@@ -91,7 +92,9 @@ class InsertQDQPass(ir.passes.InPlacePass):
             if key not in cache:
                 cache[key] = self._qdq_before(node, current, params, layer.activation)
                 if self._lowered(prec) and prec.a_bits < 8:
-                    cache[key] = self._qdq_before(node, cache[key], _in_8bit(params), f"{layer.activation}_container")
+                    cache[key] = self._qdq_before(
+                        node, cache[key], _in_8bit(params), f"{layer.activation}_container", role="container"
+                    )
             node.replace_input_with(0, cache[key])
             read_params[name] = params
         weight_bytes = 0
@@ -171,13 +174,33 @@ class InsertQDQPass(ir.passes.InPlacePass):
         self._act_params.setdefault(f"{tensor}@{bits}{'s' if symmetric else 'u'}", params)
         return params
 
-    def _qdq_nodes(self, value: ir.Value, params: QParams, hint: str) -> tuple[ir.Node, ir.Node]:
-        scale = self._constant(f"{hint}_scale", np.asarray(params.scale, np.float32))
-        zero = self._constant(f"{hint}_zero_point", params.zero_point_array())
+    def _qdq_nodes(
+        self, value: ir.Value, params: QParams, hint: str, role: str = "activation"
+    ) -> tuple[ir.Node, ir.Node]:
+        """One Q/DQ pair. Quantizers built from the same params object (a value-moving op and
+        its input) share their scale and zero-point initializers, so tuning one tunes both."""
+        if id(params) not in self._shared:
+            scale = self._constant(f"{hint}_scale", np.asarray(params.scale, np.float32))
+            zero = self._constant(f"{hint}_zero_point", params.zero_point_array())
+            self._shared[id(params)] = (scale, zero, params)
+        scale, zero, _ = self._shared[id(params)]
         q_out = ir.Value(name=self._names.value(f"{hint}_quantized"))
         dq_out = ir.Value(name=self._names.value(f"{hint}_dequantized"))
-        q = ir.node("QuantizeLinear", [value, scale, zero], outputs=[q_out], name=self._names.node(f"{hint}_Q"))
-        dq = ir.node("DequantizeLinear", [q_out, scale, zero], outputs=[dq_out], name=self._names.node(f"{hint}_DQ"))
+        meta = _meta(role, params, tensor=value.name or "")
+        q = ir.node(
+            "QuantizeLinear",
+            [value, scale, zero],
+            outputs=[q_out],
+            name=self._names.node(f"{hint}_Q"),
+            metadata_props=dict(meta),
+        )
+        dq = ir.node(
+            "DequantizeLinear",
+            [q_out, scale, zero],
+            outputs=[dq_out],
+            name=self._names.node(f"{hint}_DQ"),
+            metadata_props=dict(meta),
+        )
         dq_out.dtype = ir.DataType.FLOAT
         dq_out.shape = value.shape
         return q, dq
@@ -191,8 +214,10 @@ class InsertQDQPass(ir.passes.InPlacePass):
         for use in uses:
             use.node.replace_input_with(use.idx, dq.outputs[0])
 
-    def _qdq_before(self, node: ir.Node, value: ir.Value, params: QParams, hint: str) -> ir.Value:
-        q, dq = self._qdq_nodes(value, params, f"{hint}_a{params.bits}")
+    def _qdq_before(
+        self, node: ir.Node, value: ir.Value, params: QParams, hint: str, role: str = "activation"
+    ) -> ir.Value:
+        q, dq = self._qdq_nodes(value, params, f"{hint}_a{params.bits}", role)
         self._graph.insert_before(node, [q, dq])
         return dq.outputs[0]
 
@@ -231,7 +256,12 @@ class InsertQDQPass(ir.passes.InPlacePass):
         dq_out.dtype = ir.DataType.FLOAT
         attrs = {"axis": axis} if axis is not None else {}
         dq = ir.node(
-            "DequantizeLinear", [q_value, scale, zero], attrs, outputs=[dq_out], name=self._names.node(f"{hint}_DQ")
+            "DequantizeLinear",
+            [q_value, scale, zero],
+            attrs,
+            outputs=[dq_out],
+            name=self._names.node(f"{hint}_DQ"),
+            metadata_props={**_meta("weight", params, layer=layer.name), "mpqc.source": layer.weight},
         )
         self._graph.insert_before(node, [dq])
         node.replace_input_with(1, self._guard_2bit(node, dq_out) if prec.w_bits == 2 and not lowered else dq_out)
@@ -272,10 +302,30 @@ class InsertQDQPass(ir.passes.InPlacePass):
         out.dtype = ir.DataType.FLOAT
         attrs = {"axis": 0} if np.ndim(scale_b) == 1 else {}
         dq = ir.node(
-            "DequantizeLinear", [q_value, s_value, z_value], attrs, outputs=[out], name=self._names.node(f"{hint}_DQ")
+            "DequantizeLinear",
+            [q_value, s_value, z_value],
+            attrs,
+            outputs=[out],
+            name=self._names.node(f"{hint}_DQ"),
+            metadata_props={"mpqc.role": "bias", "mpqc.layer": layer.name, "mpqc.source": layer.bias or ""},
         )
         self._graph.insert_before(node, [dq])
         node.replace_input_with(2, out)
+
+
+def _meta(role: str, params: QParams, layer: str = "", tensor: str = "") -> dict[str, str]:
+    """What QAT and reports need to know about a quantizer, kept on the node (saved with it)."""
+    meta = {
+        "mpqc.role": role,
+        "mpqc.bits": str(params.bits),
+        "mpqc.qmin": str(params.qmin),
+        "mpqc.qmax": str(params.qmax),
+    }
+    if layer:
+        meta["mpqc.layer"] = layer
+    if tensor:
+        meta["mpqc.tensor"] = tensor
+    return meta
 
 
 def _in_8bit(params: QParams) -> QParams:

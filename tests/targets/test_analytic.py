@@ -58,10 +58,15 @@ def test_bitserial_fewer_bits_never_cost_more(macs, params):
         ('name = "x"\nkind = "bitserial"\n[compute]\nfrequency_hz = 1e9\nlanes = 8\n', "layer_overhead_cycles"),
         ('name = "x"\nkind = "warp"\n', "kind"),
         ('kind = "mcu"\n', "name"),
-        ('name = "x"\nkind = "bitserial"\n[compute]\nfrequency_hz = "fast"\nlanes = 8\nlayer_overhead_cycles = 0\n',
-         "compute.frequency_hz"),
-        ('name = "x"\nkind = "mcu"\n[compute]\nfrequency_hz = 1\nlayer_overhead_cycles = 0\n'
-         '[memory]\nflash_bytes = 1\nsram_bytes = 1\n[cycles_per_mac]\nw3a8 = 1\n', "cycles_per_mac.w3a8"),
+        (
+            'name = "x"\nkind = "bitserial"\n[compute]\nfrequency_hz = "fast"\nlanes = 8\nlayer_overhead_cycles = 0\n',
+            "compute.frequency_hz",
+        ),
+        (
+            'name = "x"\nkind = "mcu"\n[compute]\nfrequency_hz = 1\nlayer_overhead_cycles = 0\n'
+            "[memory]\nflash_bytes = 1\nsram_bytes = 1\n[cycles_per_mac]\nw3a8 = 1\n",
+            "cycles_per_mac.w3a8",
+        ),
         ("name = \n", "not valid TOML"),
     ],
 )
