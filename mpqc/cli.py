@@ -175,6 +175,64 @@ def _num(value: float) -> str:
     return "-" if value == float("inf") else f"{value:.4f}"
 
 
+def _cmd_qat(args: argparse.Namespace) -> None:
+    from mpqc.qat import QatConfig, qat
+
+    model = _model_arg(args.model)
+    output = Path(args.output) if args.output else Path(f"{model.stem}_{Path(str(args.scheme)).stem}_qat.onnx")
+    config = QatConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        loss=args.loss,
+        progress=not args.json,
+    )
+    result = qat(model, args.scheme, args.data, config=config, output=output)
+    p, q = result.ptq_eval, result.qat_eval
+    rows = [
+        ("", "PTQ", "QAT"),
+        ("top-1 (ONNX Runtime)", _fmt_pct(p.top1), _fmt_pct(q.top1)),
+        ("top-1 (torch, trained graph)", "-", _fmt_pct(result.torch_top1)),
+        ("output SQNR vs float", f"{p.sqnr_db:.1f} dB", f"{q.sqnr_db:.1f} dB"),
+    ]
+    text = _table(rows)
+    if result.necessity is not None:
+        text += f"\nQAT necessity N = {100 * result.necessity:+.2f} points"
+    text += (
+        f"\n{result.scheme.summary()}, {args.epochs} epoch(s) with {result.loss} loss, "
+        f"{result.seconds_per_epoch:.2f} s/epoch, {result.seconds:.1f} s in all\nwrote {result.output}"
+    )
+    _emit(args, result.to_json(), text)
+
+
+def _cmd_necessity(args: argparse.Namespace) -> None:
+    from mpqc.necessity_run import necessity, profile_table, validation_table
+
+    bits = tuple(int(b) for b in args.bits.split(",") if b.strip()) if args.bits else (2, 4, 8)
+    model = _model_arg(args.model)
+    result = necessity(
+        model,
+        args.data,
+        bits=bits,
+        probe_epochs=args.probe_epochs,
+        epochs=args.epochs,
+        validate=args.validate,
+        tolerance=args.qat_tolerance / 100,
+        workers=args.workers,
+        seed=args.seed,
+        report=args.report,
+        model_name=model.name,
+    )
+    text = profile_table(result)
+    if result.validation is not None:
+        text += "\n" + validation_table(result)
+    text += "\n" + "\n".join(result.notes)
+    if args.report:
+        text += f"\nreport in {args.report}"
+    _emit(args, result.to_json(), text)
+
+
 def _cmd_zoo(args: argparse.Namespace) -> None:
     from mpqc.models.train import manifest, train
     from mpqc.models.zoo import DEFAULT_MODEL, ZOO
@@ -257,6 +315,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", required=True, help="example input shape, e.g. 1,3,32,32")
     p.add_argument("-o", "--output", required=True, help="output ONNX file")
     p.set_defaults(func=_cmd_export)
+
+    p = add("qat", "quantization-aware training of one scheme from an ONNX model; evaluated in ONNX Runtime")
+    p.add_argument("model", nargs="?", help="ONNX model (default: the built-in digits_cnn)")
+    p.add_argument("--scheme", default="w4a4", help="shorthand or scheme .json (as for quantize)")
+    p.add_argument("--data", default=None, help="digits (default), a .npz file, or module:function")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--loss",
+        default="auto",
+        choices=("auto", "labels", "distill"),
+        help="auto: labels if the data has them, else distillation from the float model",
+    )
+    p.add_argument("-o", "--output", help="output QDQ model (default: MODEL_SCHEME_qat.onnx here)")
+    p.set_defaults(func=_cmd_qat)
+
+    p = add("necessity", "layer-wise QAT-necessity profile, the oracle, and its validation")
+    p.add_argument("model", nargs="?", help="ONNX model (default: the built-in digits_cnn)")
+    p.add_argument("--data", default=None, help="digits (default), a .npz file with labels, or module:function")
+    p.add_argument("--bits", default="2,4,8", help="probe bit widths (weights at each; activations below 8)")
+    p.add_argument("--validate", type=int, default=0, help="measure K random held-out schemes against the oracle")
+    p.add_argument("--probe-epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=3, help="QAT epochs for validation schemes")
+    p.add_argument("--qat-tolerance", type=float, default=1.0, help="points of accuracy QAT must add to be needed")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: cores, at most 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report", default=None, help="folder for necessity.json, .txt and PNG plots")
+    p.set_defaults(func=_cmd_necessity)
 
     p = add("profile", "per-layer latency at each precision on a target, and the whole model's")
     p.add_argument("model", nargs="?", help="ONNX model (default: the built-in digits_cnn)")

@@ -264,23 +264,27 @@ class InsertQDQPass(ir.passes.InPlacePass):
             metadata_props={**_meta("weight", params, layer=layer.name), "mpqc.source": layer.weight},
         )
         self._graph.insert_before(node, [dq])
-        node.replace_input_with(1, self._guard_2bit(node, dq_out) if prec.w_bits == 2 and not lowered else dq_out)
+        # quantized activations but no int8 kernel (only w8a8 is one unless lowering): guard
+        guard = not lowered and prec.a_bits is not None
+        node.replace_input_with(1, self._guard(node, dq_out, hint) if guard else dq_out)
         if lowered and act is not None and layer.bias is not None and len(node.inputs) > 2:
             self._quantize_bias(node, layer, params, act)
         return (int(weight.size) * prec.w_bits + 7) // 8
 
-    def _guard_2bit(self, node: ir.Node, weight: ir.Value) -> ir.Value:
-        """A same-shape Reshape between a 2-bit weight's DequantizeLinear and its layer.
+    def _guard(self, node: ir.Node, weight: ir.Value, hint: str) -> ir.Value:
+        """A same-shape Reshape between the weight's DequantizeLinear and a layer that must not
+        become an int8 kernel.
 
-        ONNX Runtime 1.32's QDQ selectors reject 4-bit weights for QLinearConv/QGemm fusion
-        but not 2-bit ones, and then fail to load the model ("Type 'tensor(int2)' ... of
-        operator (QLinearConv) is invalid"). The Reshape hides the pattern; the layer runs
-        as DequantizeLinear + float op, which is what a 2-bit layer does on the CPU anyway."""
+        ONNX Runtime 1.32's QDQ selectors check 4-bit weights but not 2-bit weights nor 4- or
+        2-bit activations, fuse such layers into QLinearConv/QGemm and then fail to load the
+        model ("Type 'tensor(int2)' / 'tensor(uint4)' ... of operator (QLinearConv) is
+        invalid"). The Reshape hides the pattern; the layer runs as DequantizeLinear + float
+        op, which is what a sub-8-bit layer does on the CPU anyway."""
         assert weight.shape is not None
         shape = self._constant(f"{weight.name}_shape", np.asarray(list(weight.shape), np.int64))
         out = ir.Value(name=self._names.value(f"{weight.name}_guarded"), shape=weight.shape)
         out.dtype = ir.DataType.FLOAT
-        reshape = ir.node("Reshape", [weight, shape], outputs=[out], name=self._names.node(f"{weight.name}_guard"))
+        reshape = ir.node("Reshape", [weight, shape], outputs=[out], name=self._names.node(f"{hint}_guard"))
         self._graph.insert_before(node, [reshape])
         return out
 

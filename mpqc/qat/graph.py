@@ -52,6 +52,7 @@ class TrainableGraph(nn.Module):
         self._layer_bias: dict[str, str] = {}
         self._q_of_scale: dict[str, str] = {}  # scale initializer -> quantizer key
         self._bias_nodes: list[ir.Node] = []
+        self._bias_scale: dict[str, tuple[str, str]] = {}  # bias value -> (activation scale, layer)
         self._weight_nodes: list[ir.Node] = []
         layer_ops = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
         for node in self.nodes:
@@ -106,6 +107,10 @@ class TrainableGraph(nn.Module):
         self._layer_bias[layer] = key
         self._param_of[node.outputs[0].name] = key
         self._bias_nodes.append(node)
+        layer_node = node.outputs[0].uses()[0].node
+        act_dq = layer_node.inputs[0].producer()
+        if act_dq is not None and act_dq.op_type == "DequantizeLinear":
+            self._bias_scale[node.outputs[0].name] = (act_dq.inputs[1].name, layer)
 
     def _add_activation(self, node: ir.Node) -> None:
         scale, zero = node.inputs[1], node.inputs[2]
@@ -136,7 +141,12 @@ class TrainableGraph(nn.Module):
             out = node.outputs[0].name
             if out in self._param_of:  # weight/bias DequantizeLinear: fake-quantized latent
                 key = self._param_of[out]
-                env[out] = self.quantizers[key](self.params[key]) if key in self.quantizers else self.params[key]
+                if key in self.quantizers:
+                    env[out] = self.quantizers[key](self.params[key])
+                elif out in self._bias_scale:
+                    env[out] = self._int32_bias(out, self.params[key])
+                else:
+                    env[out] = self.params[key]
                 continue
             if node.op_type == "QuantizeLinear":
                 env[out] = self.quantizers[self._q_of_scale[node.inputs[1].name]](env[node.inputs[0].name])
@@ -161,6 +171,15 @@ class TrainableGraph(nn.Module):
             for value, result in zip(node.outputs, run_op(node, args)):
                 env[value.name] = result
         return env[self.output_names[0]]
+
+    def _int32_bias(self, value: str, bias: torch.Tensor) -> torch.Tensor:
+        """The bias as ONNX Runtime sees it: int32 at scale s_x * s_w (straight-through)."""
+        act_scale, layer = self._bias_scale[value]
+        s_x = self.quantizers[self._q_of_scale[act_scale]].scale.abs().reshape(())
+        s_w = self.quantizers[self._layer_weight[layer]].scale.abs()
+        step = (s_x * s_w).reshape(-1) if s_w.ndim else s_x * s_w
+        scaled = bias / step
+        return ((torch.round(scaled) - scaled).detach() + scaled) * step
 
     # -- write-back ------------------------------------------------------------------------
     @torch.no_grad()

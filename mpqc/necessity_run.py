@@ -1,0 +1,189 @@
+"""`mpqc necessity`: the layer-wise necessity profile, the oracle, and its validation,
+written as a report folder (JSON, a readable table, PNG heat map and scatter plots)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from mpqc.api import DataLike, ModelLike, Prepared, calibrate_model, prepare
+from mpqc.data import load_data
+from mpqc.errors import MpqcError
+from mpqc.evaluate import evaluate_session
+from mpqc.executor import default_workers
+from mpqc.modelio import atomic_write_bytes
+from mpqc.necessity import (
+    NecessityContext,
+    NecessityReport,
+    Oracle,
+    equal_cost_pairs,
+    probe_layers,
+    validate_oracle,
+)
+from mpqc.plots import heatmap_png, scatter_png
+from mpqc.qat.train import QatConfig
+from mpqc.runtime import input_specs, make_session
+from mpqc.targets import get_target
+
+__all__ = ["necessity", "write_report"]
+
+
+def necessity(
+    model: ModelLike | Prepared,
+    data: DataLike = None,
+    *,
+    bits: tuple[int, ...] = (2, 4, 8),
+    probe_epochs: int = 3,
+    epochs: int = 3,
+    validate: int = 0,
+    tolerance: float = 0.01,
+    workers: int | None = None,
+    seed: int = 0,
+    lr: float = 1e-4,
+    cost_target: str = "bitserial",
+    report: str | Path | None = None,
+    model_name: str = "",
+) -> NecessityReport:
+    """Probe every layer at each bit width (PTQ and a short QAT), build the oracle, and, with
+    `validate=K`, measure K random held-out schemes against its predictions."""
+    if any(b not in (2, 4, 8) for b in bits):
+        raise MpqcError(f"--bits takes 2, 4 and 8, got {list(bits)}")
+    if validate < 0 or probe_epochs < 1 or epochs < 1:
+        raise MpqcError("--validate must be >= 0 and epochs >= 1")
+    start = time.perf_counter()
+    prepared = prepare(model)
+    if not prepared.analysis.layers:
+        raise MpqcError("no quantizable layer in the model")
+    specs = input_specs(prepared.model)
+    train = load_data(data, specs, "train")
+    evaluation = load_data(data, specs, "validation")
+    loss = "labels" if train.labels is not None else "distill"
+    if evaluation.labels is None:
+        raise MpqcError("necessity is measured as top-1 accuracy: the evaluation data needs labels")
+    calibration = calibrate_model(prepared, data)
+    float_top1 = evaluate_session(make_session(prepared.model), evaluation).top1 or 0.0
+    context = NecessityContext(
+        prepared.proto.SerializeToString(),
+        calibration,
+        train,
+        evaluation,
+        QatConfig(epochs=epochs, lr=lr, seed=seed),
+        loss,
+    )
+    workers = workers or default_workers()
+    probes = probe_layers(context, prepared, float_top1, list(bits), probe_epochs, workers)
+    oracle = Oracle(probes, tolerance=tolerance, samples=len(evaluation))
+    validation = None
+    pairs: list[dict] = []
+    target = get_target(cost_target)
+    if validate:
+        validation = validate_oracle(context, prepared, oracle, validate, epochs, workers, seed + 1)
+        cost_model = target.cost_model(prepared.analysis)  # type: ignore[attr-defined]
+        costs = [cost_model.latency(s) for s in validation.schemes]
+        pairs = equal_cost_pairs(validation.schemes, [m.necessity for m in validation.measured], costs)
+    notes = [
+        f"probes: QAT {probe_epochs} epoch(s) each, schemes: {epochs} epoch(s); accuracies on the validation split "
+        f"({len(evaluation)} samples, 1 sample = {100 / len(evaluation):.2f} points), ONNX Runtime",
+        f"equal-cost pairs use the {target.name} target's predicted latency, within 5%",
+    ]
+    result = NecessityReport(
+        model_name or "model",
+        float_top1,
+        probes,
+        oracle,
+        validation,
+        pairs,
+        target.name,
+        epochs,
+        time.perf_counter() - start,
+        notes,
+    )
+    if report is not None:
+        write_report(result, Path(report))
+    return result
+
+
+def profile_table(result: NecessityReport) -> str:
+    probes = result.probes
+    header = ["layer", *[f"{v} PTQ/QAT/N" for v in probes.variants]]
+    rows = [header]
+    for layer, row in probes.table.items():
+        rows.append(
+            [
+                layer,
+                *[
+                    f"{100 * row[v].ptq:.1f}/{100 * row[v].qat:.1f}/{100 * row[v].necessity:+.1f}"
+                    for v in probes.variants
+                ],
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    ref = probes.reference_point
+    lines.append(
+        f"float {100 * result.float_top1:.2f}%; reference w8a8 PTQ {100 * ref.ptq:.2f}%, QAT "
+        f"{100 * ref.qat:.2f}%; probe QAT {probes.epochs} epoch(s); {probes.seconds:.1f} s"
+    )
+    return "\n".join(lines)
+
+
+def validation_table(result: NecessityReport) -> str:
+    if result.validation is None:
+        return ""
+    s = result.validation.stats
+    lines = [
+        f"validation on {len(result.validation.schemes)} held-out schemes ({result.validation.seconds:.1f} s), "
+        f"tolerance {100 * result.oracle.tolerance:.1f} points:",
+        f"  Spearman(pred N, measured N): oracle {s['spearman_oracle']:.3f}, baseline full-recovery "
+        f"{s['spearman_full_recovery']:.3f}, baseline sum-of-probes {s['spearman_sum_of_probes']:.3f}",
+        f"  decision accuracy: oracle {100 * s['decision_accuracy_oracle']:.0f}%, full-recovery "
+        f"{100 * s['decision_accuracy_full_recovery']:.0f}%, "
+        f"sum-of-probes {100 * s['decision_accuracy_sum_of_probes']:.0f}%",
+        f"  QAT accuracy: Spearman {s['spearman_qat_accuracy']:.3f}, "
+        f"mean abs error {100 * s['mae_qat_accuracy']:.2f} points; mean confidence {100 * s['mean_confidence']:.0f}%",
+    ]
+    for pair in result.pairs:
+        lines.append(
+            f"  equal cost ({result.cost_target}: {1e3 * pair['cost_a']:.3f} vs {1e3 * pair['cost_b']:.3f} ms),"
+            f" N {100 * pair['necessity_a']:+.1f} vs {100 * pair['necessity_b']:+.1f} points"
+        )
+    return "\n".join(lines)
+
+
+def write_report(result: NecessityReport, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(folder / "necessity.json", (json.dumps(result.to_json(), indent=2) + "\n").encode())
+    text = profile_table(result) + "\n\n" + validation_table(result) + "\n" + "\n".join(result.notes) + "\n"
+    atomic_write_bytes(folder / "necessity.txt", text.encode())
+    probes = result.probes
+    layers = list(probes.table)
+    values = [[100 * probes.table[layer][v].necessity for v in probes.variants] for layer in layers]
+    atomic_write_bytes(
+        folder / "necessity_heatmap.png",
+        heatmap_png(
+            layers,
+            probes.variants,
+            values,
+            "QAT necessity per layer (points): QAT - PTQ, one layer changed",
+            "N (points)",
+        ),
+    )
+    if result.validation is not None:
+        v = result.validation
+        truth = [100 * m.necessity for m in v.measured]
+        atomic_write_bytes(
+            folder / "oracle_validation.png",
+            scatter_png(
+                {
+                    "oracle": ([100 * p.necessity for p in v.predicted], truth),
+                    "full recovery": ([100 * a for a in v.baseline_a], truth),
+                    "sum of probes": ([100 * b for b in v.baseline_b], truth),
+                },
+                "predicted N (points)",
+                "measured N (points)",
+                "QAT necessity: predicted vs measured",
+                diagonal=True,
+            ),
+        )
