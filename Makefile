@@ -11,10 +11,10 @@ install:
 install-test: install
 	$(PIP) install -q -e '.[test]'
 
+# The main job on the built-in default model, data and budget (a fresh run folder each time).
 demo: install
-	$(PYTHON) -m mpqc analyze
-	$(PYTHON) -m mpqc quantize --scheme w8a8 -o build/demo_w8a8.onnx
-	$(PYTHON) -m mpqc quantize --scheme w4a8 --calib-method mse -o build/demo_w4a8.onnx
+	rm -rf build/demo
+	$(PYTHON) -m mpqc compile -o build/demo
 
 test: install-test
 	$(PYTHON) -m ruff check mpqc passes targets models tests benchmarks

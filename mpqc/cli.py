@@ -175,6 +175,40 @@ def _num(value: float) -> str:
     return "-" if value == float("inf") else f"{value:.4f}"
 
 
+def _cmd_compile(args: argparse.Namespace) -> None:
+    from mpqc.compile import CompileOptions, compile_model
+
+    if args.resume and args.output and Path(args.output) != Path(args.resume):
+        raise MpqcError("give either -o or --resume (the run folder to continue), not two different folders")
+    output = args.resume or args.output or "mpqc_out"
+    options = CompileOptions(
+        qat_tolerance=args.qat_tolerance / 100,
+        max_qat_runs=args.max_qat_runs,
+        qat_epochs=args.epochs,
+        probe_epochs=args.probe_epochs,
+        seed=args.seed,
+        workers=args.workers,
+        threads=args.threads,
+        progress=not args.json,
+    )
+    model = Path(args.model) if args.model else None
+    result = compile_model(model, args.budget, args.target, args.data, output, options, resume=bool(args.resume))
+    winner = result.winner
+    rows = [
+        ("", "value"),
+        ("scheme", winner.scheme.summary()),
+        ("recovery", winner.recovery.upper()),
+        ("validation top-1", _fmt_pct(winner.accuracy)),
+        ("float top-1", _fmt_pct(result.report["float_top1"])),
+        ("QAT runs", f"{result.qat_runs} (limit {options.max_qat_runs})"),
+        ("candidates", str(len(result.pareto))),
+        ("seconds", f"{result.seconds:.1f}"),
+    ]
+    text = _table(rows) + f"\nwrote {result.output}/model.onnx, scheme.json, report.json, report.html, compile.log"
+    text += f"\nreport: {result.output / 'report.html'}"
+    _emit(args, {"output": str(result.output), "winner": result.report["winner"], "qat_runs": result.qat_runs}, text)
+
+
 def _cmd_qat(args: argparse.Namespace) -> None:
     from mpqc.qat import QatConfig, qat
 
@@ -315,6 +349,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", required=True, help="example input shape, e.g. 1,3,32,32")
     p.add_argument("-o", "--output", required=True, help="output ONNX file")
     p.set_defaults(func=_cmd_export)
+
+    p = add("compile", "necessity-aware mixed-precision search under a budget; emits the best QDQ model")
+    p.add_argument("model", nargs="?", help="ONNX model (default: the built-in digits_cnn)")
+    p.add_argument(
+        "--budget",
+        default="latency=0.5x",
+        help="latency=2.5ms, size=40KB, memory=256KB, bops=1.2G, or relative to int8: latency=0.6x",
+    )
+    p.add_argument("--target", default="bitserial", help="ort-cpu, bitserial, mcu, or a target .toml")
+    p.add_argument("--data", default=None, help="digits (default), a .npz with labels, or module:function")
+    p.add_argument("-o", "--output", default=None, help="run folder (default: mpqc_out)")
+    p.add_argument("--resume", default=None, help="continue an interrupted run in this folder")
+    p.add_argument("--qat-tolerance", type=float, default=1.0, help="points of accuracy QAT must add to be run")
+    p.add_argument("--max-qat-runs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=3, help="QAT epochs for candidates")
+    p.add_argument("--probe-epochs", type=int, default=1, help="QAT epochs for the necessity probes")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: cores, at most 4)")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads when measuring ort-cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_compile)
 
     p = add("qat", "quantization-aware training of one scheme from an ONNX model; evaluated in ONNX Runtime")
     p.add_argument("model", nargs="?", help="ONNX model (default: the built-in digits_cnn)")

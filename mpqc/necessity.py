@@ -47,6 +47,8 @@ class Measured:
     ptq: float
     qat: float
     seconds: float
+    #: the trained QDQ model, when asked for (not part of the JSON)
+    model: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def necessity(self) -> float:
@@ -101,8 +103,9 @@ def _parse(payload: bytes) -> Any:
     return proto
 
 
-def _measure(job: tuple[dict[str, Any], int]) -> Measured:
-    scheme_json, epochs = job
+def _measure(job: tuple[dict[str, Any], int] | tuple[dict[str, Any], int, bool]) -> Measured:
+    scheme_json, epochs = job[0], job[1]
+    keep = len(job) > 2 and bool(job[2])
     context: NecessityContext = _STATE["context"]
     prepared: Prepared = _STATE["prepared"]
     scheme = Scheme.from_json(scheme_json, prepared.analysis.layer_names)
@@ -117,16 +120,32 @@ def _measure(job: tuple[dict[str, Any], int]) -> Measured:
         seed=context.config.seed,
     )
     qdq, _, _, _ = train_scheme(prepared, scheme, context.calibration, context.train, config, _STATE["teacher"])
-    qat = evaluate_session(make_session(qdq), context.evaluation).top1 or 0.0
-    return Measured(ptq, qat, time.perf_counter() - start)
+    payload = ir.serde.serialize_model(qdq).SerializeToString()
+    qat = evaluate_session(make_session(payload), context.evaluation).top1 or 0.0
+    return Measured(ptq, qat, time.perf_counter() - start, payload if keep else None)
 
 
-def measure_schemes(context: NecessityContext, schemes: list[Scheme], epochs: int, workers: int = 1) -> list[Measured]:
+def measure_schemes(
+    context: NecessityContext,
+    schemes: list[Scheme],
+    epochs: int,
+    workers: int = 1,
+    keep_models: bool = False,
+    progress: Any = None,
+) -> list[Measured]:
     """PTQ and QAT for each scheme, in a pool of worker processes (one torch thread each)."""
+    if not schemes:
+        return []
+    workers = max(1, min(workers, len(schemes)))
     threads = 1 if workers > 1 else 2
     executor = make_executor(workers, _init_worker, (context, threads))
+    results = []
     try:
-        return list(executor.map(_measure, [(s.to_json(), epochs) for s in schemes]))
+        for measured in executor.map(_measure, [(s.to_json(), epochs, keep_models) for s in schemes]):
+            results.append(measured)
+            if progress is not None:
+                progress.update(1)
+        return results
     finally:
         executor.close()
 

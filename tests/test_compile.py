@@ -1,0 +1,120 @@
+"""mpqc compile end to end on the default model (short QAT settings to keep the suite fast)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mpqc.cli import main
+from mpqc.compile import CompileOptions, compile_model
+from mpqc.errors import MpqcError
+
+FAST = CompileOptions(max_qat_runs=2, qat_epochs=1, probe_epochs=1, workers=1, levels=3, progress=False)
+BUDGET = "latency=0.35x"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, default_model):
+    out = tmp_path_factory.mktemp("compile") / "out"
+    return compile_model(default_model, BUDGET, "bitserial", None, out, FAST)
+
+
+def test_outputs_and_budget_honesty(run):
+    for name in ("model.onnx", "scheme.json", "report.json", "report.html", "compile.log"):
+        assert (run.output / name).stat().st_size > 0
+    report = json.loads((run.output / "report.json").read_text())
+    bound = report["budget"]["absolute"]["latency"]
+    assert report["winner"]["cost"]["latency_s"] <= bound
+    assert report["winner"]["fits"] and "objective" in report
+    assert run.qat_runs <= FAST.max_qat_runs
+    decisions = [c["decision"] for c in report["candidates"] if c["fits"]]
+    assert all(decisions) and any(d.startswith("qat") for d in decisions)
+    for candidate in report["candidates"]:
+        if candidate["fits"]:
+            assert candidate["ptq_top1"] is not None and candidate["predicted"] is not None
+
+
+def test_the_emitted_model_is_the_winner_and_runs(run):
+    from mpqc.data import load_data
+    from mpqc.evaluate import evaluate_session
+    from mpqc.modelio import load_model
+    from mpqc.runtime import input_specs, make_session
+
+    model = load_model(run.output / "model.onnx")
+    data = load_data(None, input_specs(model), "validation")
+    assert evaluate_session(make_session(model), data).top1 == pytest.approx(run.winner.accuracy)
+
+
+def test_report_html_is_self_contained_with_three_plots(run):
+    page = (run.output / "report.html").read_text()
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == 3
+    for encoded in images:
+        png = base64.b64decode(encoded)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert "http" not in page.replace("https://", "").split("<body>")[0]  # nothing fetched from the network
+    assert "Pareto front" in page and "QAT necessity heat map" in page
+
+
+def test_same_seed_same_scheme(run, tmp_path, default_model):
+    again = compile_model(default_model, BUDGET, "bitserial", None, tmp_path / "again", FAST)
+    assert (again.output / "scheme.json").read_bytes() == (run.output / "scheme.json").read_bytes()
+
+
+def test_infeasible_budget_names_the_cheapest_cost_and_writes_nothing(tmp_path, default_model):
+    out = tmp_path / "none"
+    with pytest.raises(MpqcError, match=r"cannot be met on bitserial: the cheapest reachable scheme costs .*x uniform"):
+        compile_model(default_model, "latency=0.1x", "bitserial", None, out, FAST)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["--budget", "speed=2"], "cannot read budget"),
+        (["--target", "tpu"], "unknown target"),
+        (["missing.onnx"], "not found"),
+        (["--budget", "size=1parsec"], "unknown unit"),
+    ],
+)
+def test_bad_inputs_fail_before_any_work(tmp_path, capsys, argv, match):
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    assert main(["compile", *argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1
+    assert not out.exists() and time.perf_counter() - start < 10
+
+
+def test_refuses_a_used_folder_and_a_changed_resume(run, tmp_path, default_model):
+    with pytest.raises(MpqcError, match="--resume"):
+        compile_model(default_model, BUDGET, "bitserial", None, run.output, FAST)
+    with pytest.raises(MpqcError, match="different budget"):
+        compile_model(default_model, "latency=0.4x", "bitserial", None, run.output, FAST, resume=True)
+
+
+def test_resume_after_a_killed_run(run, tmp_path, default_model):
+    out = tmp_path / "killed"
+    code = (
+        "from mpqc.compile import compile_model, CompileOptions\n"
+        f"compile_model({str(default_model)!r}, {BUDGET!r}, 'bitserial', None, {str(out)!r}, "
+        "CompileOptions(max_qat_runs=2, qat_epochs=1, probe_epochs=1, workers=1, levels=3, progress=False))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 300
+    while not (out / "probes.json").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    assert (out / "sensitivity.json").exists() and (out / "probes.json").exists()
+    assert not (out / "scheme.json").exists()
+    resumed = compile_model(default_model, BUDGET, "bitserial", None, out, FAST, resume=True)
+    log = (out / "compile.log").read_text()
+    assert "PTQ sensitivity: from the run folder" in log and "probes: from the run folder" in log
+    assert (resumed.output / "scheme.json").read_bytes() == (run.output / "scheme.json").read_bytes()
