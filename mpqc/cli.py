@@ -368,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: cores, at most 4)")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads when measuring ort-cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-cache", action="store_true", help="redo sensitivity and probes even if cached")
     p.set_defaults(func=_cmd_compile)
 
     p = add("qat", "quantization-aware training of one scheme from an ONNX model; evaluated in ONNX Runtime")

@@ -19,6 +19,7 @@ where the oracle expects it to pay and it can change the winner), spending at mo
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
@@ -36,6 +37,7 @@ from mpqc.data import load_data
 from mpqc.errors import MpqcError
 from mpqc.evaluate import evaluate_session
 from mpqc.executor import default_workers
+from mpqc.modelio import atomic_write_bytes
 from mpqc.necessity import LayerProbes, Measured, NecessityContext, Oracle, Prediction, measure_schemes
 from mpqc.qat.train import QatConfig
 from mpqc.run_dir import RunDir
@@ -69,6 +71,8 @@ class CompileOptions:
     #: "oracle" (the method), "always" (QAT every fitting candidate), "never" (PTQ only)
     qat_policy: str = "oracle"
     progress: bool = True
+    #: reuse sensitivity and probes of an earlier run on the same model, data and space
+    use_cache: bool = True
 
     def __post_init__(self) -> None:
         if self.qat_policy not in ("oracle", "always", "never"):
@@ -210,8 +214,9 @@ def compile_model(
         "labels" if train.labels is not None else "distill",
     )
     workers = options.workers or default_workers()
-    sensitivity, ref_ptq = _sensitivity(run, prepared, calibration, validation, space, say)
-    probes = _probes(run, context, prepared, space, options, workers, say)
+    shared = _SharedCache(inputs, options) if options.use_cache else None
+    sensitivity, ref_ptq = _sensitivity(run, shared, prepared, calibration, validation, space, say)
+    probes = _probes(run, shared, context, prepared, space, options, workers, say)
     oracle = Oracle(probes, tolerance=options.qat_tolerance, samples=len(validation))
 
     # -- 3. search ------------------------------------------------------------------------
@@ -369,12 +374,51 @@ def _ptq_top1(prepared: Prepared, calibration: Any, validation: Any, scheme: Sch
     return evaluate_session(make_session(model), validation).top1 or 0.0
 
 
-def _sensitivity(
-    run: RunDir, prepared: Prepared, calibration: Any, validation: Any, space: tuple[str, ...], say: _Say
-) -> tuple[dict[str, dict[str, float]], float]:
-    saved = run.read_json("sensitivity.json")
+class _SharedCache:
+    """Sensitivity and probes depend on the model, data, search space and probe settings,
+    not on the budget or target: kept in the user cache so another budget reuses them."""
+
+    def __init__(self, inputs: dict[str, Any], options: CompileOptions) -> None:
+        from mpqc.targets.ort_cpu import cache_dir
+
+        fields = {k: inputs[k] for k in ("model_sha256", "data", "seed", "space", "probe_epochs")}
+        key = RunDir.key({**fields, "lr": options.lr, "version": 1})
+        self.folder = cache_dir() / "compile" / key
+
+    def read(self, name: str) -> Any | None:
+        path = self.folder / name
+        try:
+            return json.loads(path.read_text()) if path.is_file() else None
+        except json.JSONDecodeError:
+            return None
+
+    def write(self, name: str, data: Any) -> None:
+        atomic_write_bytes(self.folder / name, (json.dumps(data, sort_keys=True) + "\n").encode())
+
+
+def _cached(run: RunDir, shared: _SharedCache | None, name: str, say: _Say, what: str) -> Any | None:
+    saved = run.read_json(name)
     if saved is not None:
-        say("PTQ sensitivity: from the run folder")
+        say(f"{what}: from the run folder")
+        return saved
+    saved = shared.read(name) if shared is not None else None
+    if saved is not None and shared is not None:
+        say(f"{what}: from the cache ({shared.folder})")
+        run.write_json(name, saved)
+    return saved
+
+
+def _sensitivity(
+    run: RunDir,
+    shared: _SharedCache | None,
+    prepared: Prepared,
+    calibration: Any,
+    validation: Any,
+    space: tuple[str, ...],
+    say: _Say,
+) -> tuple[dict[str, dict[str, float]], float]:
+    saved = _cached(run, shared, "sensitivity.json", say, "PTQ sensitivity")
+    if saved is not None:
         return saved["loss"], saved["reference_ptq"]
     names = prepared.analysis.layer_names
     reference = _ptq_top1(prepared, calibration, validation, Scheme.uniform(names, LayerPrecision(8, 8)))
@@ -390,12 +434,15 @@ def _sensitivity(
     if bar is not None:
         bar.close()
     run.write_json("sensitivity.json", {"reference_ptq": reference, "loss": loss})
+    if shared is not None:
+        shared.write("sensitivity.json", {"reference_ptq": reference, "loss": loss})
     say(f"PTQ sensitivity: {len(jobs)} single-layer PTQ runs, w8a8 reference {100 * reference:.2f}%")
     return loss, reference
 
 
 def _probes(
     run: RunDir,
+    shared: _SharedCache | None,
     context: NecessityContext,
     prepared: Prepared,
     space: tuple[str, ...],
@@ -403,9 +450,8 @@ def _probes(
     workers: int,
     say: _Say,
 ) -> LayerProbes:
-    saved = run.read_json("probes.json")
+    saved = _cached(run, shared, "probes.json", say, "QAT-necessity probes")
     if saved is not None:
-        say("QAT-necessity probes: from the run folder")
         return _probes_from_json(saved)
     bits = sorted({b for label in space if label != "float" for b in _bits_of(label)} | {8})
     variants = [f"w{b}a8" for b in bits if b != 8] + [f"w8a{b}" for b in bits if b != 8 and _has_act(space, b)]
@@ -430,6 +476,8 @@ def _probes(
         float_top1, "w8a8", results[0], variants, table, options.probe_epochs, time.perf_counter() - start
     )
     run.write_json("probes.json", probes.to_json())
+    if shared is not None:
+        shared.write("probes.json", probes.to_json())
     say(
         f"QAT-necessity probes: {len(jobs)} short QAT runs ({options.probe_epochs} epoch each) in "
         f"{probes.seconds:.1f}s on {workers} worker(s)"
