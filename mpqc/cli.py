@@ -198,8 +198,12 @@ def _cmd_compile(args: argparse.Namespace) -> None:
         ("", "value"),
         ("scheme", winner.scheme.summary()),
         ("recovery", winner.recovery.upper()),
-        ("validation top-1", _fmt_pct(winner.accuracy)),
-        ("float top-1", _fmt_pct(result.report["float_top1"])),
+        ("validation top-1", f"{_fmt_pct(winner.accuracy)} (float {_fmt_pct(result.report['float_top1'])})"),
+        (
+            "test top-1",
+            f"{_fmt_pct(result.report['winner'].get('test_top1'))} "
+            f"(float {_fmt_pct(result.report.get('float_test_top1'))})",
+        ),
         ("QAT runs", f"{result.qat_runs} (limit {options.max_qat_runs})"),
         ("candidates", str(len(result.pareto))),
         ("seconds", f"{result.seconds:.1f}"),

@@ -266,6 +266,10 @@ def compile_model(
         time.perf_counter() - start,
         inputs,
     )
+    # the winner was chosen on the validation split; the test split gives an unbiased number
+    test = load_data(data, specs, "test")
+    report["winner"]["test_top1"] = evaluate_session(make_session(proto), test).top1
+    report["float_test_top1"] = evaluate_session(make_session(prepared.model), test).top1
     run.write_bytes("model.onnx", proto.SerializeToString())
     run.write_bytes("scheme.json", winner.scheme.dumps().encode())
     run.write_json("report.json", report)

@@ -57,6 +57,10 @@ def plots(report: dict[str, Any], candidates: list[Any], winner: Any, probes: An
     return {"pareto": pareto, "bits": per_layer, "necessity": heat}
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
 def render(report: dict[str, Any], candidates: list[Any], winner: Any, probes: Any) -> str:
     images = plots(report, candidates, winner, probes)
     metric = _metric(report)
