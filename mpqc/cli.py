@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mpqc.errors import MpqcError
+from mpqc.errors import MpqcError, first_line
 
 __all__ = ["main"]
 
@@ -443,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("MPQC_DEBUG"):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = first_line(exc)
         print(
             f"mpqc: internal error: {type(exc).__name__}: {first} (MPQC_DEBUG=1 shows the traceback)", file=sys.stderr
         )

@@ -369,7 +369,7 @@ def _unrecoverable(oracle: Oracle, layer: str, precision: Precision) -> float:
         return 0.0
     return sum(
         max(0.0, oracle.probes.unrecoverable(layer, v) - oracle.noise_floor)
-        for v in oracle._variant(LayerPrecision(*precision))
+        for v in oracle.variants_of(LayerPrecision(*precision))
     )
 
 
@@ -684,5 +684,10 @@ def _report(
             f" candidates: QAT {options.qat_epochs} epoch(s)",
             "peak activation memory is checked on candidates only (it is not additive over layers)",
         ]
+        + (
+            []
+            if inputs["data"] == "digits"
+            else ["one data source serves training, validation and test: accuracies are not held out"]
+        )
         + list(prepared.analysis.notes),
     }

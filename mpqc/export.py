@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from mpqc.errors import MpqcError
+from mpqc.errors import MpqcError, first_line
 from mpqc.modelio import atomic_write_bytes
 
 __all__ = ["export_module", "export_factory", "parse_shape"]
@@ -51,7 +51,7 @@ def export_module(module: object, input_shape: Sequence[int], output: str | os.P
                 dynamo=False,
             )
         except Exception as exc:
-            raise MpqcError(f"torch export failed: {str(exc).strip().splitlines()[0]}") from exc
+            raise MpqcError(f"torch export failed: {first_line(exc)}") from exc
     payload = buffer.getvalue()
     if output is not None:
         atomic_write_bytes(Path(output), payload)

@@ -11,7 +11,7 @@ from onnx_ir.passes.common import (
 )
 
 from mpqc.analysis import Analysis
-from mpqc.errors import MpqcError
+from mpqc.errors import MpqcError, first_line
 from mpqc.passes import (
     AnalyzeLayersPass,
     CheckModelPass,
@@ -59,5 +59,4 @@ def _user_error(exc: BaseException) -> MpqcError:
         cause = cause.__cause__
     if isinstance(cause, MpqcError):
         return cause
-    text = str(cause).strip()
-    return MpqcError(f"front end failed: {text.splitlines()[0] if text else type(cause).__name__}")
+    return MpqcError(f"front end failed: {first_line(cause)}")

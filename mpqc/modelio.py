@@ -14,7 +14,7 @@ import onnx
 import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
-from mpqc.errors import MpqcError
+from mpqc.errors import MpqcError, first_line
 
 __all__ = ["load_model", "save_model", "atomic_write_bytes", "to_proto", "from_proto"]
 
@@ -33,13 +33,13 @@ def load_model(source: str | os.PathLike[str] | onnx.ModelProto | ir.Model) -> i
     try:
         proto = onnx.load(str(path))
     except (DecodeError, RuntimeError, ValueError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
-        raise MpqcError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {_first_line(exc)})") from exc
+        raise MpqcError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {first_line(exc)})") from exc
     if not proto.graph.node and not proto.graph.output:
         raise MpqcError(f"{path} is not an ONNX model: it has no graph")
     try:
         return ir.serde.deserialize_model(proto)
     except Exception as exc:  # onnx-ir raises several types on malformed protos
-        raise MpqcError(f"{path} is a malformed ONNX model: {_first_line(exc)}") from exc
+        raise MpqcError(f"{path} is a malformed ONNX model: {first_line(exc)}") from exc
 
 
 def to_proto(model: ir.Model) -> onnx.ModelProto:
@@ -69,8 +69,3 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return target
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

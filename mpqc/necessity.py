@@ -251,7 +251,8 @@ class Oracle:
     samples: int = 300
     relative_error: float = 0.5
 
-    def _variant(self, precision: LayerPrecision) -> list[str]:
+    def variants_of(self, precision: LayerPrecision) -> list[str]:
+        """The probe variants a layer precision is made of (weight part, activation part)."""
         w = precision.w_bits if precision.w_bits is not None else 8
         a = precision.a_bits if precision.a_bits is not None else 8
         parts = []
@@ -274,7 +275,7 @@ class Oracle:
         lost = sum(
             max(0.0, self.probes.unrecoverable(layer, variant) - floor)
             for layer, precision in scheme.layers.items()
-            for variant in self._variant(precision)
+            for variant in self.variants_of(precision)
         )
         qat = max(0.0, self.probes.reference_point.qat - lost)
         necessity = max(0.0, qat - ptq_top1)
@@ -296,7 +297,7 @@ class Oracle:
         return sum(
             self.probes.necessity(layer, variant)
             for layer, precision in scheme.layers.items()
-            for variant in self._variant(precision)
+            for variant in self.variants_of(precision)
         )
 
 

@@ -11,7 +11,7 @@ import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 
-from mpqc.errors import MpqcError
+from mpqc.errors import MpqcError, first_line
 
 if TYPE_CHECKING:
     from mpqc.data import Dataset
@@ -75,8 +75,7 @@ def make_session(
     try:
         return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MpqcError(f"ONNX Runtime cannot load the model: {first}") from exc
+        raise MpqcError(f"ONNX Runtime cannot load the model: {first_line(exc)}") from exc
 
 
 def run_batches(
@@ -94,5 +93,4 @@ def run_batches(
         try:
             yield session.run(names, batch)
         except Exception as exc:  # ORT raises its own exception types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise MpqcError(f"ONNX Runtime failed on data {data.name}: {first}") from exc
+            raise MpqcError(f"ONNX Runtime failed on data {data.name}: {first_line(exc)}") from exc

@@ -8,7 +8,7 @@ import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import CheckerPass
 
-from mpqc.errors import MpqcError
+from mpqc.errors import MpqcError, first_line
 
 
 class CheckModelPass(ir.passes.PassBase):
@@ -22,8 +22,7 @@ class CheckModelPass(ir.passes.PassBase):
             # onnx-ir's checker pass hands large weights to the checker as inputs: far less copying
             CheckerPass(full_check=False)(model)
         except (onnx.checker.ValidationError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise MpqcError(f"invalid ONNX model: {first}") from exc
+            raise MpqcError(f"invalid ONNX model: {first_line(exc)}") from exc
         if not any(node for node in model.graph):
             raise MpqcError("invalid ONNX model: the graph has no nodes")
         return ir.passes.PassResult(model, modified=False)

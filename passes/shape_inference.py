@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mpqc.errors import first_line
+
 __all__ = ["InferShapesPass"]
 
 import onnx_ir as ir
@@ -17,6 +19,6 @@ class InferShapesPass(ir.passes.InPlacePass):
         try:
             result = ShapeInferencePass(check_type=False, strict_mode=False, data_prop=True)(model)
         except Exception as exc:  # inference is best effort; the analysis reports what is missing
-            note(model, f"shape inference incomplete: {str(exc).strip().splitlines()[0]}")
+            note(model, f"shape inference incomplete: {first_line(exc)}")
             return ir.passes.PassResult(model, modified=False)
         return ir.passes.PassResult(model, modified=result.modified)

@@ -3,6 +3,8 @@ passes rely on (weights behind Constant/Reshape chains become plain initializers
 
 from __future__ import annotations
 
+from mpqc.errors import first_line
+
 __all__ = ["SimplifyPass"]
 
 import onnx
@@ -22,7 +24,7 @@ class SimplifyPass(ir.passes.FunctionalPass):
             try:
                 simplified, ok = onnxsim.simplify(proto, check_n=0, perform_optimization=True)
             except Exception as exc:  # onnxsim raises bare RuntimeErrors from C++
-                failure.append(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+                failure.append(first_line(exc))
                 return proto
             if not ok:
                 failure.append("its result did not validate")

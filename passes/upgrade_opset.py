@@ -11,7 +11,7 @@ import onnx.version_converter
 import onnx_ir as ir
 from mpqc.passes._common import detach_weights, opset_version, rebuild, restore_weights
 
-from mpqc.errors import MpqcError
+from mpqc.errors import MpqcError, first_line
 
 
 class UpgradeOpsetPass(ir.passes.FunctionalPass):
@@ -47,5 +47,4 @@ def _convert(proto: onnx.ModelProto, current: int, target: int) -> onnx.ModelPro
     try:
         return onnx.version_converter.convert_version(proto, target)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MpqcError(f"cannot upgrade the model from opset {current} to {target}: {first}") from exc
+        raise MpqcError(f"cannot upgrade the model from opset {current} to {target}: {first_line(exc)}") from exc
