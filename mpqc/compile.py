@@ -168,7 +168,7 @@ def compile_model(
         "model_sha256": hashlib.sha256(prepared.proto.SerializeToString(deterministic=True)).hexdigest(),
         "budget": parsed_budget.describe(),
         "target": resolved.name,
-        "data": str(data or "digits"),
+        "data": _data_label(data),
         "seed": options.seed,
         "space": list(space),
         "qat_tolerance": options.qat_tolerance,
@@ -291,6 +291,15 @@ def compile_model(
         time.perf_counter() - start,
         report["notes"],
     )
+
+
+def _data_label(data: DataLike) -> str:
+    """How the run folder records the data: the spec a user typed, or a dataset's name."""
+    if data is None:
+        return "digits"
+    if isinstance(data, str):
+        return data
+    return str(getattr(data, "name", type(data).__name__))
 
 
 class _Say:

@@ -31,8 +31,6 @@ from mpqc.scheme import LayerPrecision, Scheme
 class QDQResult(ir.passes.PassResult):
     #: Bytes of all layer weights at their stored widths (float layers at 4 bytes a value).
     weight_bytes: int = 0
-    #: Activation quantizers by tensor name, as inserted.
-    activation_params: dict[str, QParams] = dataclasses.field(default_factory=dict)
 
 
 class InsertQDQPass(ir.passes.InPlacePass):
@@ -68,7 +66,6 @@ class InsertQDQPass(ir.passes.InPlacePass):
         graph = model.graph
         self._names = _Names(graph)
         self._graph = graph
-        self._act_params: dict[str, QParams] = {}
         self._shared: dict[int, tuple[ir.Value, ir.Value, QParams]] = {}
         layers = {layer.name: layer for layer in self.analysis.layers}
         nodes = {node.name: node for node in graph}
@@ -103,7 +100,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
             weight_bytes += self._quantize_weight(node, layer, prec, read_params.get(name))
         _drop_unused_initializers(graph)
         TopologicalSortPass()(model)
-        return QDQResult(model, modified=True, weight_bytes=weight_bytes, activation_params=self._act_params)
+        return QDQResult(model, modified=True, weight_bytes=weight_bytes)
 
     # -- the int8 region ------------------------------------------------------------------
     def _int8_region(self, graph: ir.Graph, layers: dict[str, Layer]) -> dict[ir.Value, tuple[QParams, bool]]:
@@ -170,9 +167,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
         if tensor not in self.calibration:
             raise MpqcError(f"no calibration statistics for tensor {tensor}")
         lo, hi = activation_range(self.calibration[tensor], bits, symmetric, self.activation_method, self.percentile)
-        params = activation_qparams(lo, hi, bits, symmetric)
-        self._act_params.setdefault(f"{tensor}@{bits}{'s' if symmetric else 'u'}", params)
-        return params
+        return activation_qparams(lo, hi, bits, symmetric)
 
     def _qdq_nodes(
         self, value: ir.Value, params: QParams, hint: str, role: str = "activation"
