@@ -557,49 +557,87 @@ def _decide_and_train(
     workers: int,
     say: _Say,
 ) -> int:
-    best_ptq = max(c.ptq or 0.0 for c in fitting)
-    for candidate in fitting:
-        candidate.prediction = oracle.predict(candidate.scheme, candidate.ptq or 0.0)
-    order = sorted(fitting, key=lambda c: (-(c.prediction.qat_top1 if c.prediction else 0.0), c.key))
-    chosen: list[Candidate] = []
-    for candidate in order:
-        prediction = candidate.prediction
-        assert prediction is not None
-        if candidate.qat is not None:
-            candidate.decision = "qat (from the run folder)"
-            continue
-        if options.qat_policy == "never":
-            candidate.decision = "ptq (policy: never QAT)"
-        elif options.qat_policy == "always":
-            candidate.decision = "qat (policy: always QAT)"
-            chosen.append(candidate)
-        elif not prediction.needs_qat:
-            candidate.decision = f"ptq: predicted N {100 * prediction.necessity:.2f} <= tolerance"
-        elif prediction.qat_top1 <= best_ptq + options.qat_tolerance:
-            candidate.decision = "ptq: QAT cannot change the winner (predicted QAT accuracy below the best PTQ)"
-        elif len(chosen) >= options.max_qat_runs:
-            candidate.decision = "ptq: QAT-run limit reached"
+    """QAT in rounds of `workers` runs, best predicted first. After each round the oracle
+    refits the unrecovered fraction from the runs just paid for, predictions are redone,
+    and only candidates still predicted to beat the best result by the tolerance go on."""
+    done = [c for c in fitting if c.qat is not None]  # from the run folder
+    for candidate in done:
+        candidate.decision = candidate.decision or "qat (from the run folder)"
+    runs = 0
+    left = options.max_qat_runs - len(done) if options.qat_policy == "oracle" else len(fitting)
+    while True:
+        if done:
+            oracle.refit_kappa([(c.ptq or 0.0, c.qat or 0.0) for c in done])
+        best = max(c.accuracy for c in fitting)
+        pending = [c for c in fitting if c.qat is None]
+        for candidate in pending:
+            candidate.prediction = oracle.predict(candidate.scheme, candidate.ptq or 0.0)
+        if options.qat_policy == "never" or left <= 0:
+            break
+        if options.qat_policy == "always":
+            eligible = pending
         else:
-            candidate.decision = "qat: predicted to pay and to beat the best PTQ result"
-            chosen.append(candidate)
-    previous = sum(1 for c in fitting if c.qat is not None)
-    if chosen:
-        say(f"QAT: {len(chosen)} run(s) ({options.qat_epochs} epochs each) on {min(workers, len(chosen))} worker(s)")
-        bar = say.bar(len(chosen), "QAT")
+            # optimistic (prediction + one sigma): worth a run if it might beat the best by the tolerance
+            eligible = [
+                c
+                for c in pending
+                if c.prediction is not None
+                and c.prediction.needs_qat
+                and _optimistic(c.prediction) > best + options.qat_tolerance
+            ]
+        if not eligible:
+            break
+        eligible.sort(key=lambda c: (-(_optimistic(c.prediction) if c.prediction else 0.0), c.key))
+        size = len(eligible) if options.qat_policy == "always" else min(max(workers, 1), left)
+        batch = eligible[:size]
+        for candidate in batch:
+            assert candidate.prediction is not None
+            candidate.decision = (
+                "qat (policy: always QAT)"
+                if options.qat_policy == "always"
+                else f"qat: predicted {100 * candidate.prediction.qat_top1:.2f}% > best {100 * best:.2f}% + tolerance"
+            )
+        say(
+            f"QAT round: {len(batch)} run(s) ({options.qat_epochs} epochs each), best so far {100 * best:.2f}%, "
+            f"unrecovered fraction {oracle.kappa:.2f}"
+        )
+        bar = say.bar(len(batch), "QAT")
         results = measure_schemes(
-            context, [c.scheme for c in chosen], options.qat_epochs, workers, keep_models=True, progress=bar
+            context, [c.scheme for c in batch], options.qat_epochs, workers, keep_models=True, progress=bar
         )
         if bar is not None:
             bar.close()
-        for candidate, measured in zip(chosen, results):
+        for candidate, measured in zip(batch, results):
             candidate.qat = measured.qat
             if measured.model is not None:
                 run.write_bytes(f"candidates/{candidate.key}.qat.onnx", measured.model)
             run.write_json(f"candidates/{candidate.key}.json", candidate.to_json())
+            done.append(candidate)
+        runs += len(batch)
+        left -= len(batch)
+    best = max(c.accuracy for c in fitting)
     for candidate in fitting:
-        if candidate.qat is None:
-            run.write_json(f"candidates/{candidate.key}.json", candidate.to_json())
-    return len(chosen) + previous
+        if candidate.qat is not None:
+            continue
+        prediction = candidate.prediction
+        assert prediction is not None
+        if options.qat_policy == "never":
+            candidate.decision = "ptq (policy: never QAT)"
+        elif not prediction.needs_qat:
+            candidate.decision = f"ptq: predicted N {100 * prediction.necessity:.2f} points <= tolerance"
+        elif _optimistic(prediction) <= best + options.qat_tolerance:
+            candidate.decision = (
+                f"ptq: QAT cannot change the winner (predicted {100 * prediction.qat_top1:.2f}% "
+                f"+{100 * prediction.sigma:.2f}, best {100 * best:.2f}%)"
+            )
+        else:
+            candidate.decision = "ptq: QAT-run limit reached"
+        run.write_json(f"candidates/{candidate.key}.json", candidate.to_json())
+    return len(done)
+
+
+def _optimistic(prediction: Prediction) -> float:
+    return prediction.qat_top1 + prediction.sigma
 
 
 def _confirm_budget(

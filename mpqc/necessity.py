@@ -173,6 +173,18 @@ class LayerProbes:
         point = self.table.get(layer, {}).get(variant)
         return 0.0 if point is None else max(0.0, self.reference_point.ptq - point.ptq)
 
+    def unrecovered_fraction(self, min_loss: float) -> float:
+        """Median share of the PTQ loss that QAT left unrecovered, over probes that lost
+        more than `min_loss` with PTQ (0 when none did)."""
+        ref = self.reference_point
+        fractions = [
+            min(1.0, max(0.0, (ref.qat - m.qat) / (ref.ptq - m.ptq)))
+            for row in self.table.values()
+            for m in row.values()
+            if ref.ptq - m.ptq > min_loss
+        ]
+        return float(np.median(fractions)) if fractions else 0.0
+
     def necessity(self, layer: str, variant: str) -> float:
         point = self.table.get(layer, {}).get(variant)
         return 0.0 if point is None else point.necessity
@@ -241,15 +253,36 @@ class Prediction:
 class Oracle:
     """Predicts N(s) from the layer probes and the scheme's measured PTQ accuracy.
 
-    Uncertainty: the evaluation split's sampling noise on both accuracies plus a model term
-    proportional to the predicted unrecoverable loss (`relative_error`, fitted by
-    `validate_oracle` when it runs); confidence is the probability, under a normal model,
-    that the PTQ/QAT decision is right."""
+    The loss QAT cannot recover is the larger of the layers' own unrecoverable losses
+    (summed, each above the evaluation noise) and a fraction `kappa` of the scheme's PTQ
+    loss: when several layers are weak their damage compounds beyond what single-layer
+    probes show. `kappa` starts as the median unrecovered fraction over the probes with a
+    clear PTQ loss; `mpqc compile` refits it from the QAT runs it has paid for.
+
+    Uncertainty: the evaluation split's sampling noise on both accuracies plus a model term,
+    a fixed prior of `relative_error` times the predicted unrecoverable loss; confidence is
+    the probability, under a normal model, that the PTQ/QAT decision is right."""
 
     probes: LayerProbes
     tolerance: float = 0.01
     samples: int = 300
     relative_error: float = 0.5
+    kappa: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kappa is None:
+            self.kappa = self.probes.unrecovered_fraction(5 * self.noise_floor)
+
+    def refit_kappa(self, observed: list[tuple[float, float]]) -> None:
+        """From measured (PTQ, QAT) accuracies of whole schemes."""
+        ref = self.probes.reference_point
+        fractions = [
+            min(1.0, max(0.0, (ref.qat - qat) / (ref.ptq - ptq)))
+            for ptq, qat in observed
+            if ref.ptq - ptq > 5 * self.noise_floor
+        ]
+        if fractions:
+            self.kappa = float(np.median(fractions))
 
     def variants_of(self, precision: LayerPrecision) -> list[str]:
         """The probe variants a layer precision is made of (weight part, activation part)."""
@@ -272,11 +305,13 @@ class Oracle:
 
     def predict(self, scheme: Scheme, ptq_top1: float) -> Prediction:
         floor = self.noise_floor
-        lost = sum(
+        per_layer = sum(
             max(0.0, self.probes.unrecoverable(layer, variant) - floor)
             for layer, precision in scheme.layers.items()
             for variant in self.variants_of(precision)
         )
+        ptq_loss = max(0.0, self.probes.reference_point.ptq - ptq_top1)
+        lost = max(per_layer, (self.kappa or 0.0) * ptq_loss)
         qat = max(0.0, self.probes.reference_point.qat - lost)
         necessity = max(0.0, qat - ptq_top1)
         p = min(max(ptq_top1, 1e-3), 1 - 1e-3)
