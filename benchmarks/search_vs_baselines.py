@@ -88,7 +88,7 @@ def main() -> None:
                 print(table(rows), flush=True)
     print(
         "\naccuracy: validation top-1 (%) in ONNX Runtime of the emitted winner; QAT 3 epochs, probes 1 epoch;"
-        " the first run of each model/space (the oracle's at latency=0.5x) includes probe time"
+        " the oracle's run of each model's first configuration includes the probe time (shared afterwards)"
     )
 
 
