@@ -38,7 +38,14 @@ from mpqc.errors import MpqcError
 from mpqc.evaluate import evaluate_session
 from mpqc.executor import default_workers
 from mpqc.modelio import atomic_write_bytes
-from mpqc.necessity import LayerProbes, Measured, NecessityContext, Oracle, Prediction, measure_schemes
+from mpqc.necessity import (
+    LayerProbes,
+    NecessityContext,
+    Oracle,
+    Prediction,
+    measure_schemes,
+    probe_layers,
+)
 from mpqc.qat.train import QatConfig
 from mpqc.run_dir import RunDir
 from mpqc.runtime import input_specs, make_session
@@ -465,34 +472,20 @@ def _probes(
 ) -> LayerProbes:
     saved = _cached(run, shared, "probes.json", say, "QAT-necessity probes")
     if saved is not None:
-        return _probes_from_json(saved)
+        return LayerProbes.from_json(saved)
     bits = sorted({b for label in space if label != "float" for b in _bits_of(label)} | {8})
     variants = [f"w{b}a8" for b in bits if b != 8] + [f"w8a{b}" for b in bits if b != 8 and _has_act(space, b)]
-    names = prepared.analysis.layer_names
-    jobs = [Scheme.uniform(names, LayerPrecision(8, 8))]
-    keys = []
-    for layer in names:
-        for variant in variants:
-            precision = LayerPrecision.from_shorthand(variant)
-            jobs.append(Scheme({n: (precision if n == layer else LayerPrecision(8, 8)) for n in names}))
-            keys.append((layer, variant))
-    start = time.perf_counter()
-    bar = say.bar(len(jobs), "QAT probes")
-    results = measure_schemes(context, jobs, options.probe_epochs, workers, progress=bar)
+    float_top1 = evaluate_session(make_session(prepared.model), context.evaluation).top1 or 0.0
+    bar = say.bar(1 + len(variants) * len(prepared.analysis.layers), "QAT probes")
+    probes = probe_layers(context, prepared, float_top1, variants, options.probe_epochs, workers, progress=bar)
     if bar is not None:
         bar.close()
-    table: dict[str, dict[str, Measured]] = {n: {} for n in names}
-    for (layer, variant), measured in zip(keys, results[1:]):
-        table[layer][variant] = measured
-    float_top1 = evaluate_session(make_session(prepared.model), context.evaluation).top1 or 0.0
-    probes = LayerProbes(
-        float_top1, "w8a8", results[0], variants, table, options.probe_epochs, time.perf_counter() - start
-    )
     run.write_json("probes.json", probes.to_json())
     if shared is not None:
         shared.write("probes.json", probes.to_json())
     say(
-        f"QAT-necessity probes: {len(jobs)} short QAT runs ({options.probe_epochs} epoch each) in "
+        f"QAT-necessity probes: {1 + sum(len(r) for r in probes.table.values())} short QAT runs "
+        f"({options.probe_epochs} epoch each) in "
         f"{probes.seconds:.1f}s on {workers} worker(s)"
     )
     return probes
@@ -505,22 +498,6 @@ def _bits_of(label: str) -> list[int]:
 
 def _has_act(space: tuple[str, ...], bits: int) -> bool:
     return any(LayerPrecision.from_shorthand(label).a_bits == bits for label in space if label != "float")
-
-
-def _probes_from_json(data: dict[str, Any]) -> LayerProbes:
-    def m(d: dict[str, Any]) -> Measured:
-        return Measured(d["ptq"], d["qat"], d["seconds"])
-
-    table = {layer: {v: m(d) for v, d in row.items()} for layer, row in data["layers"].items()}
-    return LayerProbes(
-        data["float_top1"],
-        data["reference"],
-        m(data["reference_point"]),
-        data["variants"],
-        table,
-        data["epochs"],
-        data["seconds"],
-    )
 
 
 def _evaluate_ptq(

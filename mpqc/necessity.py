@@ -189,6 +189,22 @@ class LayerProbes:
         point = self.table.get(layer, {}).get(variant)
         return 0.0 if point is None else point.necessity
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LayerProbes:
+        def point(d: dict[str, Any]) -> Measured:
+            return Measured(d["ptq"], d["qat"], d["seconds"])
+
+        table = {layer: {v: point(d) for v, d in row.items()} for layer, row in data["layers"].items()}
+        return cls(
+            data["float_top1"],
+            data["reference"],
+            point(data["reference_point"]),
+            data["variants"],
+            table,
+            data["epochs"],
+            data["seconds"],
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "float_top1": self.float_top1,
@@ -211,12 +227,18 @@ def probe_variants(bits: list[int]) -> list[str]:
 
 
 def probe_layers(
-    context: NecessityContext, prepared: Prepared, float_top1: float, bits: list[int], epochs: int, workers: int = 1
+    context: NecessityContext,
+    prepared: Prepared,
+    float_top1: float,
+    variants: list[str],
+    epochs: int,
+    workers: int = 1,
+    progress: Any = None,
 ) -> LayerProbes:
+    """The reference (all w8a8) and each layer alone at each variant, PTQ and QAT."""
     start = time.perf_counter()
     names = prepared.analysis.layer_names
     reference = LayerPrecision(8, 8)
-    variants = probe_variants(bits)
     jobs: list[Scheme] = [Scheme.uniform(names, reference)]
     keys: list[tuple[str, str]] = []
     for layer in names:
@@ -224,11 +246,11 @@ def probe_layers(
             precision = LayerPrecision.from_shorthand(variant)
             jobs.append(Scheme({n: (precision if n == layer else reference) for n in names}))
             keys.append((layer, variant))
-    results = measure_schemes(context, jobs, epochs, workers)
+    results = measure_schemes(context, jobs, epochs, workers, progress=progress)
     table: dict[str, dict[str, Measured]] = {layer: {} for layer in names}
     for (layer, variant), measured in zip(keys, results[1:]):
         table[layer][variant] = measured
-    return LayerProbes(float_top1, "w8a8", results[0], variants, table, epochs, time.perf_counter() - start)
+    return LayerProbes(float_top1, "w8a8", results[0], list(variants), table, epochs, time.perf_counter() - start)
 
 
 @dataclass(frozen=True)

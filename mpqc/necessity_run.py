@@ -19,6 +19,7 @@ from mpqc.necessity import (
     Oracle,
     equal_cost_pairs,
     probe_layers,
+    probe_variants,
     validate_oracle,
 )
 from mpqc.plots import heatmap_png, scatter_png
@@ -72,7 +73,7 @@ def necessity(
         loss,
     )
     workers = workers or default_workers()
-    probes = probe_layers(context, prepared, float_top1, list(bits), probe_epochs, workers)
+    probes = probe_layers(context, prepared, float_top1, probe_variants(list(bits)), probe_epochs, workers)
     oracle = Oracle(probes, tolerance=tolerance, samples=len(evaluation))
     validation = None
     pairs: list[dict] = []
