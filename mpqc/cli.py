@@ -147,6 +147,14 @@ def _cmd_profile(args: argparse.Namespace) -> None:
                 *[_num(report.measured_s[p] * factor) if p in report.measured_s else "-" for p in report.precisions],
             ]
         )
+        rows.append(
+            [
+                "  spread (IQR)",
+                "",
+                "",
+                *[_num(report.spread_s[p] * factor) if p in report.spread_s else "-" for p in report.precisions],
+            ]
+        )
     rows.append(["weight KB", "", "", *[f"{report.totals[p].weight_bytes / 1024:.1f}" for p in report.precisions]])
     rows.append(
         [

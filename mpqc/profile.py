@@ -36,6 +36,8 @@ class ProfileReport:
     #: uniform scheme label -> whole-model cost (latency predicted)
     totals: dict[str, SchemeCost]
     measured_s: dict[str, float] = field(default_factory=dict)
+    #: interquartile range of the measured run times
+    spread_s: dict[str, float] = field(default_factory=dict)
     cached: bool = False
     threads: int | None = None
 
@@ -54,6 +56,7 @@ class ProfileReport:
                 label: {
                     **cost.to_json(),
                     "measured_ms": self.measured_s[label] * 1e3 if label in self.measured_s else None,
+                    "measured_iqr_ms": self.spread_s[label] * 1e3 if label in self.spread_s else None,
                 }
                 for label, cost in self.totals.items()
             },
@@ -100,9 +103,11 @@ def profile(
     for label, precision in zip(labels, precisions):
         scheme = Scheme.uniform(analysis.layer_names, LayerPrecision(*precision))
         totals[label] = scheme_cost(prepared.model, analysis, scheme, costs)
-    measured = {}
+    measured: dict[str, float] = {}
+    spread: dict[str, float] = {}
     if isinstance(resolved, OrtCpuTarget):
         measured = {label: costs.walls[label] for label in labels if label in costs.walls}  # type: ignore[attr-defined]
+        spread = {label: costs.spreads[label] for label in labels if label in costs.spreads}  # type: ignore[attr-defined]
     return ProfileReport(
         resolved.name,
         resolved.description,
@@ -110,6 +115,7 @@ def profile(
         rows,
         totals,
         measured,
+        spread,
         cached=bool(getattr(costs, "cached", False)),
         threads=threads if isinstance(resolved, OrtCpuTarget) else None,
     )

@@ -185,6 +185,7 @@ class OrtCpuTarget(Target):
         profiles = {label: self.profile_nodes(payload, feed) for label, payload in zip(labels, payloads)}
         walls = self.measure_interleaved(payloads, feed, rounds=2 * self.repeats)
         model.set_profiles(profiles, {label: wall.median_s for label, wall in zip(labels, walls)})
+        model.spreads = {label: wall.iqr_s for label, wall in zip(labels, walls)}
         from mpqc.modelio import atomic_write_bytes
 
         atomic_write_bytes(path, json.dumps(model.to_json(), indent=1, sort_keys=True).encode())
@@ -227,6 +228,8 @@ class OrtCpuCostModel(CostModel):
     cached: bool = False
     profiles: dict[str, dict[str, float]] = field(default_factory=dict)
     walls: dict[str, float] = field(default_factory=dict)
+    #: interquartile range of each variant's measured wall time
+    spreads: dict[str, float] = field(default_factory=dict)
     #: derived: node key -> seconds; op_type -> seconds (fallback); variant -> layer -> seconds
     nodes: dict[str, float] = field(default_factory=dict)
     op_median: dict[str, float] = field(default_factory=dict)
@@ -297,15 +300,22 @@ class OrtCpuCostModel(CostModel):
         return total, fallbacks
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": 4, "cache_key": self.cache_key, "profiles": self.profiles, "walls": self.walls}
+        return {
+            "version": 5,
+            "cache_key": self.cache_key,
+            "profiles": self.profiles,
+            "walls": self.walls,
+            "spreads": self.spreads,
+        }
 
     @classmethod
     def from_json(cls, target: OrtCpuTarget, prepared: Any, data: dict[str, Any], cached: bool) -> OrtCpuCostModel:
-        if data.get("version") != 4:
+        if data.get("version") != 5:
             raise ValueError("cache version")
         model = cls(target, prepared, cache_key=data["cache_key"], cached=cached)
         model.profiles = {k: dict(v) for k, v in data["profiles"].items()}
         model.set_walls(dict(data["walls"]))
+        model.spreads = dict(data["spreads"])
         return model
 
 

@@ -26,6 +26,8 @@ def test_cache_hit_then_invalidation(setup, tmp_path):
     assert not first.cached and len(list((tmp_path / "ort-cpu").glob("*.json"))) == 1
     again = target.cost_model(prepared, feed)
     assert again.cached and again.nodes == first.nodes
+    assert set(first.spreads) == set(first.walls) and again.spreads == first.spreads
+    assert all(s >= 0 for s in first.spreads.values())
     fresh = target.cost_model(prepared, feed, use_cache=False)
     assert not fresh.cached
     other_threads = OrtCpuTarget(threads=2, warmup=2, repeats=5).cost_model(prepared, feed)
