@@ -6,10 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import networkx as nx
-import onnx_ir as ir
-
-__all__ = ["Layer", "Analysis", "graph_view", "QUANTIZABLE_OPS", "SHARED_SCALE_OPS", "INTEGER_OPS"]
+__all__ = ["Layer", "Analysis", "QUANTIZABLE_OPS", "SHARED_SCALE_OPS", "INTEGER_OPS"]
 
 #: Ops with a constant weight that get per-layer weight and activation bits.
 QUANTIZABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -95,17 +92,3 @@ class Analysis:
             "combined_inputs": [list(g) for g in self.combined_inputs],
             "notes": list(self.notes),
         }
-
-
-def graph_view(graph: ir.Graph) -> nx.DiGraph:
-    """A read-only networkx view of one graph: nodes are IR node names, an edge carries the
-    tensor that flows along it. Used for graph algorithms only; the IR stays the truth."""
-    view = nx.DiGraph()
-    for node in graph:
-        view.add_node(node.name, op_type=node.op_type, domain=node.domain)
-    for node in graph:
-        for value in node.outputs:
-            for use in value.uses():
-                if use.node.graph is graph:
-                    view.add_edge(node.name, use.node.name, tensor=value.name)
-    return view

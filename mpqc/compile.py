@@ -45,6 +45,7 @@ from mpqc.necessity import (
     Prediction,
     measure_schemes,
     probe_layers,
+    ptq_top1,
 )
 from mpqc.qat.train import QatConfig
 from mpqc.run_dir import RunDir
@@ -389,11 +390,6 @@ def _unrecoverable(oracle: Oracle, layer: str, precision: Precision) -> float:
     )
 
 
-def _ptq_top1(prepared: Prepared, calibration: Any, validation: Any, scheme: Scheme) -> float:
-    model = emit_qdq(prepared, scheme, calibration).model
-    return evaluate_session(make_session(model), validation).top1 or 0.0
-
-
 class _SharedCache:
     """Sensitivity and probes depend on the model, data, search space and probe settings,
     not on the budget or target: kept in the user cache so another budget reuses them."""
@@ -441,14 +437,14 @@ def _sensitivity(
     if saved is not None:
         return saved["loss"], saved["reference_ptq"]
     names = prepared.analysis.layer_names
-    reference = _ptq_top1(prepared, calibration, validation, Scheme.uniform(names, LayerPrecision(8, 8)))
+    reference = ptq_top1(prepared, Scheme.uniform(names, LayerPrecision(8, 8)), calibration, validation)
     loss: dict[str, dict[str, float]] = {n: {"w8a8": 0.0} for n in names}
     jobs = [(n, label) for n in names for label in space if label != "w8a8"]
     bar = say.bar(len(jobs), "PTQ sensitivity")
     for name, label in jobs:
         precision = LayerPrecision.from_shorthand(label)
         scheme = Scheme({n: (precision if n == name else LayerPrecision(8, 8)) for n in names})
-        loss[name][label] = reference - _ptq_top1(prepared, calibration, validation, scheme)
+        loss[name][label] = reference - ptq_top1(prepared, scheme, calibration, validation)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -512,7 +508,7 @@ def _evaluate_ptq(
             candidate.qat = saved.get("qat_top1")
             candidate.decision = saved.get("decision", "")
         else:
-            candidate.ptq = _ptq_top1(prepared, calibration, validation, candidate.scheme)
+            candidate.ptq = ptq_top1(prepared, candidate.scheme, calibration, validation)
             run.write_json(f"candidates/{candidate.key}.json", candidate.to_json())
             done += 1
         if bar is not None:

@@ -9,6 +9,7 @@ Acc_float - sum of its layers' U, and N as that minus the scheme's measured PTQ 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -35,6 +36,7 @@ __all__ = [
     "NecessityContext",
     "measure_schemes",
     "probe_layers",
+    "ptq_top1",
     "random_schemes",
     "validate_oracle",
 ]
@@ -103,6 +105,11 @@ def _parse(payload: bytes) -> Any:
     return proto
 
 
+def ptq_top1(prepared: Prepared, scheme: Scheme, calibration: Calibration, data: Dataset) -> float:
+    """Top-1 of the scheme's PTQ model in ONNX Runtime (0 for data without labels)."""
+    return evaluate_session(make_session(emit_qdq(prepared, scheme, calibration).model), data).top1 or 0.0
+
+
 def _measure(job: tuple[dict[str, Any], int] | tuple[dict[str, Any], int, bool]) -> Measured:
     scheme_json, epochs = job[0], job[1]
     keep = len(job) > 2 and bool(job[2])
@@ -110,15 +117,8 @@ def _measure(job: tuple[dict[str, Any], int] | tuple[dict[str, Any], int, bool])
     prepared: Prepared = _STATE["prepared"]
     scheme = Scheme.from_json(scheme_json, prepared.analysis.layer_names)
     start = time.perf_counter()
-    ptq_model = emit_qdq(prepared, scheme, context.calibration).model
-    ptq = evaluate_session(make_session(ptq_model), context.evaluation).top1 or 0.0
-    config = QatConfig(
-        epochs=epochs,
-        lr=context.config.lr,
-        scale_lr_factor=context.config.scale_lr_factor,
-        batch_size=context.config.batch_size,
-        seed=context.config.seed,
-    )
+    ptq = ptq_top1(prepared, scheme, context.calibration, context.evaluation)
+    config = dataclasses.replace(context.config, epochs=epochs)
     qdq, _, _, _ = train_scheme(prepared, scheme, context.calibration, context.train, config, _STATE["teacher"])
     payload = ir.serde.serialize_model(qdq).SerializeToString()
     qat = evaluate_session(make_session(payload), context.evaluation).top1 or 0.0

@@ -7,9 +7,9 @@ import abc
 from dataclasses import dataclass
 
 from mpqc.analysis import Analysis
-from mpqc.scheme import LayerPrecision, Scheme
+from mpqc.scheme import Scheme
 
-__all__ = ["Target", "CostModel", "Precision", "FLOAT", "PRECISIONS", "precision_of", "precision_label"]
+__all__ = ["Target", "CostModel", "Precision", "FLOAT", "PRECISIONS", "precision_label"]
 
 #: (weight bits, activation bits); None is float.
 Precision = tuple[int | None, int | None]
@@ -28,10 +28,6 @@ PRECISIONS: tuple[Precision, ...] = (
     (4, None),
     (2, None),
 )
-
-
-def precision_of(prec: LayerPrecision) -> Precision:
-    return (prec.w_bits, prec.a_bits)
 
 
 def precision_label(precision: Precision) -> str:
