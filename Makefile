@@ -16,9 +16,13 @@ demo: install
 	rm -rf build/demo
 	$(PYTHON) -m mpqc compile -o build/demo
 
+# Lint and format, type check, the test suite, then the wheel installed non-editable elsewhere.
 test: install-test
-	$(PYTHON) -m ruff check mpqc passes targets models tests benchmarks
+	$(PYTHON) -m ruff check mpqc passes targets models tests benchmarks tools
+	$(PYTHON) -m ruff format --check mpqc passes targets models tests benchmarks tools
+	PYTHON=$(PYTHON) bash tools/typecheck.sh
 	$(PYTHON) -m pytest
+	PYTHON=$(PYTHON) bash tools/check_install.sh
 
 bench: install
 	$(PYTHON) benchmarks/vs_ort_quantize_static.py

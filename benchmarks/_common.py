@@ -71,6 +71,24 @@ def best_of(runs: int, func) -> tuple[float, object]:
     return best, result
 
 
+def digits(path: Path, split: str):
+    """The digits split a zoo model takes, shaped for it."""
+    from mpqc.workload import Workload
+
+    return Workload.build(path).splits.get(split)
+
+
+def top1(payload: bytes, dataset) -> float:
+    """Top-1 of a model (bytes) on a labelled dataset, in ONNX Runtime."""
+    from mpqc.modelio import load_model
+    from mpqc.runtime import Runner, make_session
+    from mpqc.signature import input_specs
+
+    model = load_model(__import__("onnx").load_from_string(payload))
+    outputs = Runner(make_session(payload), input_specs(model)).run(dataset)
+    return float(np.mean(outputs[0].argmax(-1) == dataset.labels))
+
+
 def table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]

@@ -20,27 +20,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import resnet18_path, table  # noqa: E402
-from mpqc.models.train import zoo_path  # noqa: E402
+from mpqc.models import zoo_path  # noqa: E402
 from mpqc.targets import OrtCpuTarget  # noqa: E402
 
-import mpqc  # noqa: E402
-from mpqc.data import load_data  # noqa: E402
-from mpqc.runtime import input_specs  # noqa: E402
-from mpqc.scheme import LayerPrecision, Scheme  # noqa: E402
-
-CHOICES = [(None, None), (8, 8), (4, 8), (2, 8), (4, 4), (8, None), (4, None), (None, 8)]
+from mpqc.scheme import Scheme  # noqa: E402
+from mpqc.workload import Workload  # noqa: E402
 
 
 def run(name: str, path: Path, count: int, rounds: int, seed: int) -> list[str]:
-    prepared = mpqc.prepare(path)
-    feed = {k: v[:1] for k, v in load_data(None, input_specs(prepared.model), "test").inputs.items()}
     target = OrtCpuTarget()
+    work = Workload.build(path, target=target, use_cache=False)
+    feed = work.sample_feed()
     start = time.perf_counter()
-    cost = target.cost_model(prepared, feed, use_cache=False)
+    cost = work.costs
     profile_seconds = time.perf_counter() - start
     rng = random.Random(seed)
-    names = prepared.analysis.layer_names
-    schemes = [Scheme({n: LayerPrecision(*rng.choice(CHOICES)) for n in names}) for _ in range(count)]
+    names = work.prepared.analysis.layer_names
+    choices = list(target.precisions())  # every precision the target's search space uses
+    schemes = [Scheme({n: rng.choice(choices) for n in names}) for _ in range(count)]
     predicted = [cost.latency(s) for s in schemes]
     variants = cost.variant_payloads()
     runs = target.measure_interleaved(variants + [cost.lower(s) for s in schemes], feed, rounds)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table  # noqa: E402
-from mpqc.models.train import zoo_path  # noqa: E402
+from mpqc.models import zoo_path  # noqa: E402
 
-from mpqc.necessity_run import necessity, validation_table  # noqa: E402
+from mpqc.necessity_run import necessity_workload, validation_table  # noqa: E402
+from mpqc.workload import Workload  # noqa: E402
 
 
 def main() -> None:
@@ -44,8 +45,12 @@ def main() -> None:
     texts = []
     for name in args.models.split(","):
         start = time.perf_counter()
-        result = necessity(
-            zoo_path(name), validate=args.validate, workers=args.workers, report=Path(args.out) / name, model_name=name
+        result = necessity_workload(
+            Workload.build(zoo_path(name)),
+            validate=args.validate,
+            workers=args.workers,
+            report=Path(args.out) / name,
+            model_name=name,
         )
         v = result.validation
         assert v is not None
@@ -63,7 +68,7 @@ def main() -> None:
                 f"{100 * s['decision_accuracy_oracle']:.0f}%",
                 f"{100 * s['decision_accuracy_full_recovery']:.0f}%",
                 f"{100 * s['decision_accuracy_sum_of_probes']:.0f}%",
-                f"{100 * s['mae_qat_accuracy']:.2f}",
+                f"{100 * s['mae_qat_quality']:.2f}",
             ]
         )
         texts.append(f"== {name} ({time.perf_counter() - start:.0f} s)\n{validation_table(result)}")

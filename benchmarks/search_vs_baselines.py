@@ -19,9 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table  # noqa: E402
-from mpqc.models.train import zoo_path  # noqa: E402
+from mpqc.models import zoo_path  # noqa: E402
 
-from mpqc.compile import CompileOptions, compile_model  # noqa: E402
+from mpqc.api import compile as compile_model  # noqa: E402
+from mpqc.compiler import CompileOptions  # noqa: E402
 
 CONFIGS = {
     "digits_cnn": [
@@ -58,16 +59,18 @@ def main() -> None:
         for name in args.models.split(","):
             for target, budget in CONFIGS.get(name, CONFIGS["digits_cnn"]):
                 results = {}
-                for policy in ("oracle", "always", "never"):
+                for policy in ("predicted", "always", "never"):
                     options = CompileOptions(qat_policy=policy, workers=args.workers, progress=False)
                     out = Path(tmp) / f"{name}-{target}-{budget}-{policy}"
                     start = time.perf_counter()
                     result = compile_model(zoo_path(name), budget, target, None, out, options)
                     results[policy] = (result, time.perf_counter() - start)
-                oracle, oracle_s = results["oracle"]
+                oracle, oracle_s = results["predicted"]
                 always, always_s = results["always"]
                 never, _ = results["never"]
-                uniform = [c for c in oracle.pareto if c.fits and c.origin.startswith("uniform") and c.ptq is not None]
+                uniform = [
+                    c for c in oracle.candidates if c.fits and c.origin.startswith("uniform") and c.ptq is not None
+                ]
                 best_uniform = max(uniform, key=lambda c: c.ptq) if uniform else None
                 saved = 1 - oracle.qat_runs / always.qat_runs if always.qat_runs else 0.0
                 rows.append(
@@ -78,10 +81,10 @@ def main() -> None:
                         "-"
                         if best_uniform is None
                         else f"{100 * best_uniform.ptq:.2f} ({best_uniform.scheme.summary()})",
-                        f"{100 * never.winner.accuracy:.2f}",
-                        f"{100 * always.winner.accuracy:.2f} ({always.qat_runs}, {always_s:.0f})",
-                        f"{100 * oracle.winner.accuracy:.2f} ({oracle.qat_runs}, {oracle_s:.0f})",
-                        f"{100 * (oracle.winner.accuracy - always.winner.accuracy):+.2f}",
+                        f"{100 * never.winner.quality:.2f}",
+                        f"{100 * always.winner.quality:.2f} ({always.qat_runs}, {always_s:.0f})",
+                        f"{100 * oracle.winner.quality:.2f} ({oracle.qat_runs}, {oracle_s:.0f})",
+                        f"{100 * (oracle.winner.quality - always.winner.quality):+.2f}",
                         f"{100 * saved:.0f}%",
                     ]
                 )

@@ -5,26 +5,26 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
-from mpqc.models.zoo import DEFAULT_MODEL, ZOO, ZooEntry
+from mpqc.models import DEFAULT_MODEL, MODELS_DIR, manifest
+from mpqc.models.zoo import ZOO, ZooEntry
 
 from mpqc.data import adapt_digits
-from mpqc.errors import MpqcError
+from mpqc.errors import ModelError
 from mpqc.export import export_module
 from mpqc.modelio import atomic_write_bytes, load_model
-from mpqc.runtime import InputSpec
+from mpqc.signature import InputSpec
 
-__all__ = ["TrainResult", "train", "zoo_path", "manifest", "MODELS_DIR"]
-
-MODELS_DIR = Path(str(resources.files("mpqc.models")))
+__all__ = ["TrainResult", "train"]
 
 
 @dataclass(frozen=True)
 class TrainResult:
+    """A trained zoo model: its ONNX file and its float test top-1 in ONNX Runtime."""
+
     name: str
     path: Path
     test_top1: float
@@ -37,8 +37,10 @@ def _spec(entry: ZooEntry) -> list[InputSpec]:
 
 
 def train(name: str, epochs: int | None = None, seed: int = 0, output_dir: Path | None = None) -> TrainResult:
+    """Train zoo model `name` on digits (deterministic for a seed), export it, and record it in the
+    manifest when written to the package's models/ folder."""
     if name not in ZOO:
-        raise MpqcError(f"unknown zoo model {name!r}; choose from {', '.join(ZOO)}")
+        raise ModelError(f"unknown zoo model {name!r}; choose from {', '.join(ZOO)}")
     entry = ZOO[name]
     epochs = entry.epochs if epochs is None else epochs
     torch.manual_seed(seed)
@@ -71,16 +73,14 @@ def train(name: str, epochs: int | None = None, seed: int = 0, output_dir: Path 
 
 
 def _onnx_top1(path: Path, entry: ZooEntry) -> float:
-    from mpqc.evaluate import evaluate_session
-    from mpqc.runtime import make_session
+    from mpqc.quality import QualityMeasure
+    from mpqc.runtime import Runner, make_session
+    from mpqc.signature import input_specs
 
+    model = load_model(path)
     test = adapt_digits(_spec(entry), "test")
-    return float(evaluate_session(make_session(load_model(path)), test).top1 or 0.0)
-
-
-def manifest() -> dict[str, dict[str, object]]:
-    path = MODELS_DIR / "manifest.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    outputs = Runner(make_session(model), input_specs(model)).run(test)
+    return QualityMeasure("top1").score(outputs, None, test.labels)
 
 
 def _record(name: str, entry: ZooEntry, top1: float, epochs: int, seed: int) -> None:
@@ -96,13 +96,3 @@ def _record(name: str, entry: ZooEntry, top1: float, epochs: int, seed: int) -> 
         "default": name == DEFAULT_MODEL,
     }
     atomic_write_bytes(MODELS_DIR / "manifest.json", (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
-
-
-def zoo_path(name: str = DEFAULT_MODEL) -> Path:
-    """The shipped, trained ONNX file of a zoo model."""
-    if name not in ZOO:
-        raise MpqcError(f"unknown zoo model {name!r}; choose from {', '.join(ZOO)}")
-    path = MODELS_DIR / f"{name}.onnx"
-    if not path.exists():
-        raise MpqcError(f"zoo model {name} is not built; run: mpqc zoo train {name}")
-    return path

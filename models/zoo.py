@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["ZooEntry", "ZOO", "DEFAULT_MODEL", "resnet18_cifar"]
+__all__ = ["ZooEntry", "ZOO", "resnet18_cifar"]
 
 
 def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, relu: bool = True) -> nn.Sequential:
@@ -141,6 +141,8 @@ def resnet18_cifar() -> nn.Module:
 
 @dataclass(frozen=True)
 class ZooEntry:
+    """A zoo model: its torch factory, input shape and training settings."""
+
     name: str
     factory: Callable[[], nn.Module]
     input_shape: tuple[int, ...]
@@ -167,4 +169,3 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("transformer", TinyTransformer, (1, 8, 8), 40, 3e-3, "one encoder block, 8 tokens x 8 features"),
     )
 }
-DEFAULT_MODEL = "digits_cnn"

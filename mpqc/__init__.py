@@ -1,33 +1,114 @@
-"""mpqc: a mixed-precision quantization compiler for ONNX models."""
+"""mpqc: a mixed-precision quantization compiler for ONNX models.
 
-from mpqc.analysis import Analysis, Layer
-from mpqc.api import Prepared, QuantizeResult, analyze, calibrate_model, evaluate, prepare, quantize
-from mpqc.compile import CompileOptions, CompileResult
-from mpqc.compile import compile_model as compile  # noqa: A001 (the main job is called compile)
-from mpqc.errors import MpqcError
-from mpqc.evaluate import Evaluation
-from mpqc.profile import ProfileReport, profile
-from mpqc.scheme import LayerPrecision, Scheme
+The public API is loaded lazily: `import mpqc` is cheap (no torch, no ONNX Runtime) and each
+name is imported on first use. See `mpqc.api` for the functions and README.md for examples.
+"""
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from mpqc.errors import (
+    BudgetError,
+    DataError,
+    ModelError,
+    MpqcError,
+    OptionError,
+    OutputError,
+    RunFolderError,
+    SchemeError,
+    TargetError,
+    UserCodeError,
+)
+from mpqc.version import __version__
+
+#: public name -> module that defines it
+_LAZY = {
+    "Analysis": "mpqc.analysis",
+    "Layer": "mpqc.analysis",
+    "Precision": "mpqc.precision",
+    "Scheme": "mpqc.scheme",
+    "Budget": "mpqc.budget",
+    "Prepared": "mpqc.frontend",
+    "Workload": "mpqc.workload",
+    "Evaluation": "mpqc.quality",
+    "QualityMeasure": "mpqc.quality",
+    "CompileOptions": "mpqc.compiler",
+    "CompileResult": "mpqc.compiler",
+    "QuantizeResult": "mpqc.api",
+    "ProfileReport": "mpqc.profile",
+    "QatConfig": "mpqc.qat.config",
+    "analyze": "mpqc.api",
+    "prepare": "mpqc.api",
+    "quantize": "mpqc.api",
+    "evaluate": "mpqc.api",
+    "profile": "mpqc.api",
+    "qat": "mpqc.api",
+    "compile": "mpqc.api",
+}
 
 __all__ = [
+    "__version__",
+    "MpqcError",
+    "BudgetError",
+    "DataError",
+    "ModelError",
+    "OptionError",
+    "OutputError",
+    "RunFolderError",
+    "SchemeError",
+    "TargetError",
+    "UserCodeError",
     "Analysis",
+    "Layer",
+    "Precision",
+    "Scheme",
+    "Budget",
+    "Prepared",
+    "Workload",
+    "Evaluation",
+    "QualityMeasure",
     "CompileOptions",
     "CompileResult",
-    "compile",
-    "Evaluation",
-    "Layer",
-    "LayerPrecision",
-    "MpqcError",
-    "Prepared",
-    "ProfileReport",
     "QuantizeResult",
-    "Scheme",
+    "ProfileReport",
+    "QatConfig",
     "analyze",
-    "calibrate_model",
-    "evaluate",
     "prepare",
-    "profile",
     "quantize",
+    "evaluate",
+    "profile",
+    "qat",
+    "compile",
 ]
+
+
+assert set(_LAZY) <= set(__all__)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mpqc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; never executed
+    from mpqc.analysis import Analysis, Layer
+    from mpqc.api import QuantizeResult, analyze, compile, evaluate, prepare, profile, qat, quantize
+    from mpqc.budget import Budget
+    from mpqc.compiler import CompileOptions, CompileResult
+    from mpqc.frontend import Prepared
+    from mpqc.precision import Precision
+    from mpqc.profile import ProfileReport
+    from mpqc.qat.config import QatConfig
+    from mpqc.quality import Evaluation, QualityMeasure
+    from mpqc.scheme import Scheme
+    from mpqc.workload import Workload

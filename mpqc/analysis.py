@@ -56,6 +56,9 @@ class Layer:
 
 @dataclass(frozen=True)
 class Analysis:
+    """Every quantizable layer of a model, the activation tensors to observe, and the tensors
+    whose quantizers are tied; `notes` say what stays in float and why."""
+
     layers: tuple[Layer, ...]
     #: Activation tensors any scheme may quantize: the calibration observes exactly these.
     activation_tensors: tuple[str, ...]

@@ -1,4 +1,9 @@
-"""The Python API that deployment toolchains call; the CLI is a thin layer over it."""
+"""The Python API that deployment toolchains call; the CLI is a thin layer over it.
+
+Every function takes a model (path, `onnx.ModelProto`, `onnx_ir.Model`, or a `Prepared`)
+and data (`digits`, an `.npz` path, `module:function`, a dict of arrays, or None for the
+built-in digits). Errors a caller can fix raise subclasses of `mpqc.MpqcError`.
+"""
 
 from __future__ import annotations
 
@@ -8,57 +13,56 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
-import onnx_ir as ir
 
 from mpqc.analysis import Analysis
-from mpqc.calibrate import Calibration, calibrate
-from mpqc.data import Dataset, load_data
-from mpqc.errors import MpqcError
-from mpqc.evaluate import Evaluation, collect_outputs, evaluate_session
-from mpqc.frontend import run_front_end
-from mpqc.modelio import atomic_write_bytes, load_model
-from mpqc.passes.insert_qdq import InsertQDQPass, QDQResult
-from mpqc.passes.upgrade_opset import UpgradeOpsetPass
-from mpqc.ranges import ACTIVATION_METHODS
-from mpqc.runtime import input_specs, make_session
+from mpqc.compiler import CompileOptions, CompileResult, compile_workload
+from mpqc.compiler.options import DEFAULT_BUDGET, DEFAULT_TARGET
+from mpqc.errors import DataError
+from mpqc.frontend import ModelLike, Prepared, prepare
+from mpqc.modelio import atomic_write_bytes, check_output
+from mpqc.precision import Precision
+from mpqc.profile import ProfileReport, profile_workload
+from mpqc.quality import Evaluation, choose_measure
+from mpqc.recipe import Recipe
 from mpqc.scheme import Scheme
+from mpqc.splits import DataSpec
+from mpqc.targets import Target
+from mpqc.workload import Workload
 
 __all__ = [
     "Prepared",
     "QuantizeResult",
+    "QatRunResult",
     "prepare",
     "analyze",
-    "calibrate_model",
-    "emit_qdq",
     "quantize",
     "evaluate",
+    "profile",
+    "qat",
+    "compile",
 ]
 
-ModelLike = str | os.PathLike[str] | onnx.ModelProto | ir.Model
-DataLike = str | Dataset | dict[str, Any] | None
-WEIGHT_METHODS = ("auto", "minmax", "mse")
+SchemeLike = str | os.PathLike[str] | dict[str, Any] | Scheme
 
 
-@dataclass
-class Prepared:
-    """A model after the front end, with its analysis: the starting point for any scheme."""
+def _default(model: ModelLike | Prepared | None) -> ModelLike | Prepared:
+    if model is None:
+        from mpqc.models import zoo_path
 
-    model: ir.Model
-    analysis: Analysis
+        return zoo_path()
+    return model
 
-    @property
-    def proto(self) -> onnx.ModelProto:
-        return ir.serde.serialize_model(self.model)
 
-    def copy(self) -> ir.Model:
-        """A structural copy that shares the (never mutated) weight tensors: cheap."""
-        return self.model.clone()
+def analyze(model: ModelLike | Prepared | None = None) -> Analysis:
+    """The quantizable layers, their shapes, MACs and parameters, and notes on the rest."""
+    return prepare(_default(model)).analysis
 
 
 @dataclass
 class QuantizeResult:
+    """A PTQ model with its float and quantized quality on the test split."""
+
     model: onnx.ModelProto
     scheme: Scheme
     analysis: Analysis
@@ -69,6 +73,7 @@ class QuantizeResult:
     float_eval: Evaluation | None = None
     quant_eval: Evaluation | None = None
     output: Path | None = None
+    data: str = ""
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -82,116 +87,230 @@ class QuantizeResult:
             "float": None if self.float_eval is None else self.float_eval.to_json(),
             "quantized": None if self.quant_eval is None else self.quant_eval.to_json(),
             "output": None if self.output is None else str(self.output),
+            "data": self.data,
             "notes": self.notes,
         }
 
 
-def prepare(model: ModelLike | Prepared, simplify: bool = True) -> Prepared:
-    if isinstance(model, Prepared):
-        return model
-    loaded = load_model(model)
-    front, analysis = run_front_end(loaded, simplify=simplify)
-    return Prepared(front, analysis)
-
-
-def analyze(model: ModelLike | Prepared) -> Analysis:
-    return prepare(model).analysis
-
-
-def calibrate_model(
-    prepared: Prepared, data: DataLike = None, method: str = "minmax", samples: int | None = None, batch_size: int = 16
-) -> Calibration:
-    """One streaming pass; histograms only where the method needs them. Batches of 16 ran
-    the observed ResNet-18 1.7x faster than batches of 64 (cache-resident activations)."""
-    dataset = load_data(data, input_specs(prepared.model), split="calibration")
-    if samples is not None:
-        dataset = dataset.take(samples)
-    return calibrate(prepared.model, dataset, prepared.analysis.activation_tensors, method != "minmax", batch_size)
-
-
 def quantize(
-    model: ModelLike | Prepared,
-    scheme: str | Path | dict[str, Any] | Scheme = "w8a8",
-    data: DataLike = None,
+    model: ModelLike | Prepared | None = None,
+    scheme: SchemeLike = "w8a8",
+    data: DataSpec = None,
     *,
-    calib_method: str = "minmax",
-    weight_method: str = "auto",
-    percentile: float = 99.99,
-    reduce_range: bool = True,
+    val_data: DataSpec = None,
+    test_data: DataSpec = None,
+    metric: str | None = None,
+    recipe: Recipe | None = None,
     calib_samples: int | None = None,
-    calibration: Calibration | None = None,
     evaluate: bool = True,
-    eval_data: DataLike = None,
     output: str | os.PathLike[str] | None = None,
+    workload: Workload | None = None,
 ) -> QuantizeResult:
-    """Quantize `model` with `scheme` (a shorthand, a JSON path or mapping, or a Scheme),
-    calibrated on `data`; evaluate float and quantized in ONNX Runtime; write `output`.
-
-    `reduce_range` (default) keeps 8-bit weights in [-64, 63] so that ONNX Runtime's x86
-    int8 kernels cannot saturate on CPUs without VNNI; turn it off for VNNI or Arm targets."""
-    if calib_method not in ACTIVATION_METHODS:
-        raise MpqcError(f"unknown calibration method {calib_method!r}; use one of {', '.join(ACTIVATION_METHODS)}")
-    if weight_method not in WEIGHT_METHODS:
-        raise MpqcError(f"unknown weight method {weight_method!r}; use one of {', '.join(WEIGHT_METHODS)}")
+    """PTQ of `scheme`, calibrated on the training split of `data`, evaluated (float and
+    quantized, in ONNX Runtime) on its test split; written to `output` if given."""
+    if output is not None:
+        check_output(output)
     start = time.perf_counter()
-    prepared = prepare(model)
-    analysis = prepared.analysis
-    if not analysis.layers:
-        raise MpqcError("no quantizable layer (Conv, ConvTranspose, Gemm, MatMul with a constant weight) in the model")
-    bound = Scheme.parse(scheme, analysis.layer_names)
-    specs = input_specs(prepared.model)
-    eval_set = load_data(eval_data if eval_data is not None else data, specs, split="test") if evaluate else None
-    if calibration is None:
-        calibration = calibrate_model(prepared, data, calib_method, calib_samples)
-    qdq = emit_qdq(prepared, bound, calibration, calib_method, weight_method, percentile, reduce_range)
-    proto = ir.serde.serialize_model(qdq.model)
-    payload = proto.SerializeToString()
-    quant_session = make_session(payload)  # every result is proven to load in ONNX Runtime
-    seconds = time.perf_counter() - start
-    float_bytes = sum(layer_weight_count(prepared, name) for name in analysis.layer_names) * 4
-    result = QuantizeResult(
-        proto, bound, analysis, qdq.weight_bytes, float_bytes, calibration.seconds, seconds, notes=list(analysis.notes)
+    work = workload or Workload.build(
+        _default(model),
+        data,
+        val_data=val_data,
+        test_data=test_data,
+        metric=metric,
+        recipe=recipe,
+        calib_samples=calib_samples,
     )
-    if eval_set is not None:
-        float_session = make_session(prepared.model)
-        reference = collect_outputs(float_session, eval_set)
-        result.float_eval = evaluate_session(float_session, eval_set)
-        result.quant_eval = evaluate_session(quant_session, eval_set, reference)
+    analysis = work.prepared.analysis
+    bound = Scheme.parse(scheme, analysis.layer_names)
+    if evaluate:
+        _ = work.quality  # labels and metric checked before the calibration pass
+    emitted = work.emit(bound, check=True)
+    payload = emitted.payload()
+    seconds = time.perf_counter() - start
+    float_bytes = sum(layer.params for layer in analysis.layers) * 4
+    notes = [*work.splits.notes, *work.calibration.notes, *analysis.notes]
+    result = QuantizeResult(
+        emitted.proto(),
+        bound,
+        analysis,
+        emitted.weight_bytes,
+        float_bytes,
+        work.calibration.seconds,
+        seconds,
+        data=work.splits.describe(),
+        notes=notes,
+    )
+    if evaluate:
+        result.float_eval = work.evaluate(work.prepared.model, "test")
+        result.quant_eval = work.evaluate(payload, "test")
     if output is not None:
         result.output = atomic_write_bytes(output, payload)
     return result
 
 
-def emit_qdq(
-    prepared: Prepared,
-    scheme: Scheme,
-    calibration: Calibration,
-    calib_method: str = "minmax",
-    weight_method: str = "auto",
-    percentile: float = 99.99,
-    reduce_range: bool = True,
-    int8_kernels: bool = False,
-) -> QDQResult:
-    """The QDQ model of one scheme, from a prepared model and a calibration (no evaluation)."""
-    work = prepared.copy()
-    if scheme.uses_bits(2):
-        work = UpgradeOpsetPass(25)(work).model
-    return InsertQDQPass(
-        prepared.analysis, scheme, calibration, calib_method, weight_method, percentile, reduce_range, int8_kernels
-    )(work)
+def evaluate(
+    model: ModelLike,
+    data: DataSpec = None,
+    reference: ModelLike | None = None,
+    *,
+    split: str = "test",
+    metric: str | None = None,
+) -> Evaluation:
+    """Quality of `model` on one split of `data` (the split `quantize` reports on; `all` for
+    every sample): top-1 against labels, and with `reference` (the float model) agreement,
+    cosine and SQNR. The measure is chosen as everywhere (see `mpqc.quality`)."""
+    from mpqc.modelio import load_model
+    from mpqc.quality import evaluate_outputs
+
+    if split not in ("train", "validation", "test", "all"):
+        raise DataError(f"unknown split {split!r}; use train, validation, test or all")
+    work = Workload.build(reference if reference is not None else model, data, metric=metric, require_layers=False)
+    if split == "all":
+        work.splits = work.splits.everything()
+        split = "test"
+    dataset = work.splits.get(split)
+    if reference is None and dataset.labels is None:
+        raise DataError(f"nothing to measure {model} against: {dataset.name} has no labels; give --reference")
+    outputs = work.outputs(load_model(model), split)
+    ref = work.reference(split) if reference is not None else None
+    measure = work.quality if reference is not None else choose_measure("top1", outputs, dataset.labels, dataset.name)
+    return evaluate_outputs(outputs, ref, dataset.labels, measure, split)
 
 
-def layer_weight_count(prepared: Prepared, layer_name: str) -> int:
-    return int(np.prod(prepared.analysis.layer(layer_name).weight_shape))
+def profile(
+    model: ModelLike | Prepared | None = None,
+    target: str | Target = "ort-cpu",
+    data: DataSpec = None,
+    *,
+    threads: int = 1,
+    use_cache: bool = True,
+    space: str | list[str | Precision] | None = None,
+) -> ProfileReport:
+    """Each layer's cost at each precision on `target`, and whole-model costs (measured where
+    the target measures)."""
+    work = Workload.build(_default(model), data, target=target, threads=threads, use_cache=use_cache)
+    return profile_workload(work, space)
 
 
-def evaluate(model: ModelLike, data: DataLike = None, reference: ModelLike | None = None) -> Evaluation:
-    """Top-1 where the data has labels; with `reference` (the float model), also agreement,
-    SQNR and cosine similarity of the first output."""
-    loaded = load_model(model)
-    session = make_session(loaded)
-    dataset = load_data(data, input_specs(loaded), split="test")
-    ref_outputs = None
-    if reference is not None:
-        ref_outputs = collect_outputs(make_session(load_model(reference)), dataset)
-    return evaluate_session(session, dataset, ref_outputs)
+@dataclass
+class QatRunResult:
+    """PTQ then QAT of one scheme, both evaluated in ONNX Runtime on the test split."""
+
+    model: onnx.ModelProto
+    scheme: Scheme
+    ptq_eval: Evaluation
+    qat_eval: Evaluation
+    loss: str
+    seconds: float
+    seconds_per_epoch: float
+    losses: list[float] = field(default_factory=list)
+    output: Path | None = None
+    data: str = ""
+
+    @property
+    def necessity(self) -> float:
+        return self.qat_eval.quality - self.ptq_eval.quality
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scheme": self.scheme.summary(),
+            "ptq": self.ptq_eval.to_json(),
+            "qat": self.qat_eval.to_json(),
+            "necessity": self.necessity,
+            "loss": self.loss,
+            "seconds": self.seconds,
+            "seconds_per_epoch": self.seconds_per_epoch,
+            "losses": self.losses,
+            "output": None if self.output is None else str(self.output),
+            "data": self.data,
+        }
+
+
+def qat(
+    model: ModelLike | Prepared | None = None,
+    scheme: SchemeLike = "w4a4",
+    data: DataSpec = None,
+    *,
+    config: Any = None,
+    val_data: DataSpec = None,
+    test_data: DataSpec = None,
+    metric: str | None = None,
+    output: str | os.PathLike[str] | None = None,
+) -> QatRunResult:
+    """PTQ then QAT of `scheme`: trained on the training split, reported on the test split."""
+    from mpqc.qat.config import QatConfig
+    from mpqc.qat.train import resolve_loss, train_scheme
+
+    if output is not None:
+        check_output(output)
+    config = config or QatConfig()
+    start = time.perf_counter()
+    work = Workload.build(_default(model), data, val_data=val_data, test_data=test_data, metric=metric)
+    bound = Scheme.parse(scheme, work.prepared.analysis.layer_names)
+    loss = resolve_loss(config, work.splits.train.labels is not None)
+    measure = work.quality
+    teacher = work.reference("train")
+    ptq_eval = work.evaluate(work.emit(bound).payload(), "test")
+    outcome = train_scheme(
+        work.prepared,
+        bound,
+        work.calibration,
+        work.recipe,
+        work.splits.train,
+        work.float_runner(),
+        config,
+        teacher,
+        measure.output,
+    )
+    from mpqc.emit import serialize
+
+    payload = serialize(outcome.model)
+    qat_eval = work.evaluate(payload, "test")
+    result = QatRunResult(
+        onnx.load_from_string(payload),
+        bound,
+        ptq_eval,
+        qat_eval,
+        loss,
+        time.perf_counter() - start,
+        outcome.seconds_per_epoch,
+        outcome.losses,
+        data=work.splits.describe(),
+    )
+    if output is not None:
+        result.output = atomic_write_bytes(output, payload)
+    return result
+
+
+def compile(  # noqa: A001 (the main job is called compile)
+    model: ModelLike | Prepared | None = None,
+    budget: str = DEFAULT_BUDGET,
+    target: str | Target = DEFAULT_TARGET,
+    data: DataSpec = None,
+    output: str | os.PathLike[str] = "mpqc_out",
+    options: CompileOptions | None = None,
+    resume: bool = False,
+    *,
+    val_data: DataSpec = None,
+    test_data: DataSpec = None,
+    metric: str | None = None,
+    space: str | list[str | Precision] | None = None,
+    recipe: Recipe | None = None,
+    threads: int = 1,
+) -> CompileResult:
+    """The best scheme for `model` under `budget` on `target`, with QAT where the policy
+    spends it; everything is written to the run folder `output`."""
+    options = options or CompileOptions()
+    work = Workload.build(
+        _default(model),
+        data,
+        val_data=val_data,
+        test_data=test_data,
+        metric=metric,
+        target=target,
+        budget=budget,
+        recipe=recipe,
+        threads=threads,
+        use_cache=options.use_cache,
+    )
+    return compile_workload(work, output, options, resume, space)

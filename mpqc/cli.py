@@ -1,7 +1,9 @@
 """The `mpqc` command: a thin layer over the Python API.
 
-Bad input prints one line on stderr and exits with status 2; no output file is left
-behind (outputs are written atomically, last)."""
+Bad input prints one line on stderr and exits with status 2; outputs are written
+atomically and last, so an error never leaves a file at `-o`. Ctrl-C prints one line and
+exits with status 130 (a compile run folder keeps what had finished). Heavy modules are
+imported inside the commands, so `mpqc --help` starts at once."""
 
 from __future__ import annotations
 
@@ -10,13 +12,15 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mpqc.errors import MpqcError, first_line
+from mpqc.errors import MpqcError, OptionError, first_line
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
+
+_DEFAULT_MODEL = "the built-in digits_cnn"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,28 +29,158 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _default_model() -> Path:
-    from mpqc.models.train import zoo_path
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, but not the `None` of options that have no default."""
 
-    return zoo_path()
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
 
 
-def _model_arg(value: str | None) -> Path:
-    return _default_model() if value is None else Path(value)
+# -- shared parent parsers -----------------------------------------------------------------
+def _parent(add: Callable[[argparse.ArgumentParser], None]) -> _Parser:
+    parent = _Parser(add_help=False)
+    add(parent)
+    return parent
 
 
-def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+def _model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", help=f"ONNX model file (default: {_DEFAULT_MODEL})")
+
+
+def _data(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        default=None,
+        help="digits (the default), a .npz with one array per model input (+ optional labels), or module:function "
+        "(imports and runs your code); split 60/20/20 into calibration/training, validation and test",
+    )
+    g.add_argument("--val-data", default=None, help="separate validation data (same forms as --data)")
+    g.add_argument("--test-data", default=None, help="separate test data (same forms as --data)")
+    g.add_argument(
+        "--metric",
+        choices=("top1", "agreement", "cosine"),
+        default=None,
+        help="quality measure (default: top1 with labels, else agreement for classifiers, else cosine)",
+    )
+
+
+def _recipe(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("calibration")
+    g.add_argument(
+        "--calib-method",
+        choices=("auto", "minmax", "percentile", "mse"),
+        default=None,
+        help="activation range method (default: minmax)",
+    )
+    g.add_argument(
+        "--weight-method",
+        choices=("auto", "minmax", "mse"),
+        default="auto",
+        help="weight scales: auto is min-max at 8 bits, MSE-optimal per channel below",
+    )
+    g.add_argument("--percentile", type=float, default=99.99, help="percentile of the percentile method")
+    g.add_argument("--calib-samples", type=int, default=None, help="calibrate on the first N training samples")
+    g.add_argument(
+        "--full-range-weights",
+        action="store_true",
+        help="8-bit weights in [-128, 127] (default: [-64, 63], safe on AVX2 CPUs without VNNI)",
+    )
+
+
+def _target(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("target")
+    g.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads when measuring ort-cpu")
+    g.add_argument("--no-cache", action="store_true", help="measure and compute again, ignoring the user cache")
+    g.add_argument("--space", default=None, help="comma-separated precisions to consider (default: the target's)")
+
+
+def _output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", default=None, help="output path")
+
+
+def _seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (QAT, held-out schemes)")
+
+
+def _workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None, help="worker processes for QAT jobs (default: cores, max 4)")
+
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
+
+
+PARENTS = {
+    name: _parent(fn)
+    for name, fn in {
+        "model": _model,
+        "data": _data,
+        "recipe": _recipe,
+        "target": _target,
+        "output": _output,
+        "seed": _seed,
+        "workers": _workers,
+        "json": _json,
+    }.items()
+}
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
     print(json.dumps(payload, indent=2, default=str) if getattr(args, "json", False) else text)
 
 
-def _fmt_pct(value: float | None) -> str:
+def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
-def _cmd_analyze(args: argparse.Namespace) -> None:
-    import mpqc
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
-    analysis = mpqc.analyze(_model_arg(args.model))
+
+def _shape(shape: Sequence[Any] | None) -> str:
+    return "?" if shape is None else "x".join("?" if d is None else str(d) for d in shape)
+
+
+def _recipe_of(args: argparse.Namespace) -> Any:
+    from mpqc.recipe import Recipe
+
+    return Recipe(
+        activation_method=args.calib_method or "minmax",
+        weight_method=args.weight_method,
+        percentile=args.percentile,
+        reduce_range=not args.full_range_weights,
+    )
+
+
+def _data_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"val_data": args.val_data, "test_data": args.test_data, "metric": args.metric}
+
+
+def _eval_rows(f: Any, q: Any, label: str) -> list[tuple[str, str, str]]:
+    rows = [("", "float", label), (f"{q.measure} (quality)", _pct(f.quality), _pct(q.quality))]
+    if q.top1 is not None and q.measure != "top1":
+        rows.append(("top-1", _pct(f.top1), _pct(q.top1)))
+    if q.agreement is not None and q.measure != "agreement":
+        rows.append(("top-1 agreement", "100.00%", _pct(q.agreement)))
+    if q.cosine is not None and q.measure != "cosine":
+        rows.append(("output cosine", "1.0000", f"{q.cosine:.4f}"))
+    if q.sqnr_db is not None:
+        rows.append(("output SQNR", "-", f"{q.sqnr_db:.1f} dB"))
+    return rows
+
+
+# -- commands -------------------------------------------------------------------------------
+def _cmd_analyze(args: argparse.Namespace) -> None:
+    from mpqc import api
+
+    analysis = api.analyze(args.model)
     rows = [("layer", "op", "input", "output", "weight", "MACs", "params")]
     for layer in analysis.layers:
         rows.append(
@@ -60,57 +194,60 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
                 f"{layer.params:,}",
             )
         )
-    text = _table(rows)
+    text = _table(rows) if analysis.layers else "no quantizable layer"
     text += (
         f"\n{len(analysis.layers)} quantizable layers, {analysis.total_macs:,} MACs, {analysis.total_params:,} params"
     )
-    for note in analysis.notes:
-        text += f"\nnote: {note}"
+    text += "".join(f"\nnote: {note}" for note in analysis.notes)
     _emit(args, analysis.to_json(), text)
 
 
 def _cmd_quantize(args: argparse.Namespace) -> None:
-    import mpqc
+    from mpqc import api
 
-    model = _model_arg(args.model)
-    output = Path(args.output) if args.output else Path(f"{model.stem}_{Path(str(args.scheme)).stem}.onnx")
-    result = mpqc.quantize(
-        model,
+    model = Path(args.model) if args.model else None
+    stem = model.stem if model else "digits_cnn"
+    output = Path(args.output) if args.output else Path(f"{stem}_{Path(str(args.scheme)).stem}.onnx")
+    result = api.quantize(
+        args.model,
         args.scheme,
         args.data,
-        calib_method=args.calib_method,
-        weight_method=args.weight_method,
+        recipe=_recipe_of(args),
         calib_samples=args.calib_samples,
-        reduce_range=not args.full_range_weights,
         output=output,
+        **_data_kwargs(args),
     )
     f, q = result.float_eval, result.quant_eval
     assert f is not None and q is not None
-    rows = [("", "float", result.scheme.summary())]
-    rows.append(("top-1", _fmt_pct(f.top1), _fmt_pct(q.top1)))
-    rows.append(("top-1 agreement", "100.00%", _fmt_pct(q.agreement)))
-    rows.append(("output SQNR", "-", f"{q.sqnr_db:.1f} dB" if q.sqnr_db is not None else "-"))
-    rows.append(("output cosine", "1.0000", f"{q.cosine:.4f}" if q.cosine is not None else "-"))
+    rows = _eval_rows(f, q, result.scheme.summary())
     rows.append(("weight bytes", f"{result.float_weight_bytes:,}", f"{result.weight_bytes:,}"))
-    text = _table(rows) + f"\nevaluated on {q.samples} samples; quantized in {result.quantize_seconds:.2f} s"
-    for note in result.notes:
-        text += f"\nnote: {note}"
+    text = _table(rows)
+    text += f"\nquality on the test split ({q.samples} samples); data: {result.data}"
+    text += f"\nquantized in {result.quantize_seconds:.2f} s"
+    text += "".join(f"\nnote: {note}" for note in result.notes)
     text += f"\nwrote {result.output}"
     _emit(args, result.to_json(), text)
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    import mpqc
+    from mpqc import api
 
-    evaluation = mpqc.evaluate(Path(args.model), args.data, Path(args.reference) if args.reference else None)
-    rows = [("metric", "value"), ("samples", str(evaluation.samples)), ("top-1", _fmt_pct(evaluation.top1))]
+    evaluation = api.evaluate(Path(args.model), args.data, args.reference, split=args.split, metric=args.metric)
+    rows = [
+        ("metric", "value"),
+        ("samples", str(evaluation.samples)),
+        (f"{evaluation.measure} (quality)", _pct(evaluation.quality)),
+    ]
+    if evaluation.top1 is not None and evaluation.measure != "top1":
+        rows.append(("top-1", _pct(evaluation.top1)))
     if args.reference:
         rows += [
-            ("top-1 agreement", _fmt_pct(evaluation.agreement)),
-            ("output SQNR", "-" if evaluation.sqnr_db is None else f"{evaluation.sqnr_db:.1f} dB"),
+            ("top-1 agreement", _pct(evaluation.agreement)),
             ("output cosine", "-" if evaluation.cosine is None else f"{evaluation.cosine:.4f}"),
+            ("output SQNR", "-" if evaluation.sqnr_db is None else f"{evaluation.sqnr_db:.1f} dB"),
         ]
-    _emit(args, evaluation.to_json(), _table(rows))
+    where = "every sample of the data" if args.split == "all" else f"the {args.split} split of the data"
+    _emit(args, evaluation.to_json(), _table(rows) + f"\non {where} (quantize reports on the test split)")
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -121,53 +258,48 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_profile(args: argparse.Namespace) -> None:
-    from mpqc.profile import profile
+    import math
 
-    report = profile(_model_arg(args.model), args.target, args.data, threads=args.threads, use_cache=not args.no_cache)
-    unit, factor = ("ms", 1e3)
-    rows = [["layer", "op", "MACs", *[f"{p} {unit}" for p in report.precisions]]]
+    from mpqc import api
+
+    report = api.profile(
+        args.model, args.target, args.data, threads=args.threads, use_cache=not args.no_cache, space=args.space
+    )
+
+    def ms(value: float) -> str:
+        return "-" if not math.isfinite(value) else f"{value * 1e3:.4f}"
+
+    labels = report.precisions
+    rows = [["layer", "op", "MACs", *[f"{p} ms" for p in labels]]]
     for row in report.layers:
         rows.append(
-            [
-                row.name,
-                row.op_type,
-                "?" if row.macs is None else f"{row.macs:,}",
-                *[_num(row.seconds[p] * factor) for p in report.precisions],
-            ]
+            [row.name, row.op_type, "?" if row.macs is None else f"{row.macs:,}", *[ms(row.seconds[p]) for p in labels]]
         )
-    rows.append(
-        ["whole model (predicted)", "", "", *[_num(report.totals[p].latency_s * factor) for p in report.precisions]]
-    )
-    if report.measured_s:
+    totals = report.totals
+
+    def total(fn: Callable[[Any], str]) -> list[str]:
+        return [fn(totals[p]) if p in totals else "-" for p in labels]
+
+    rows.append(["whole model (predicted)", "", "", *total(lambda c: ms(c.latency_s))])
+    if report.measured:
         rows.append(
             [
                 "whole model (measured)",
                 "",
                 "",
-                *[_num(report.measured_s[p] * factor) if p in report.measured_s else "-" for p in report.precisions],
+                *[ms(report.measured[p].median_s) if p in report.measured else "-" for p in labels],
             ]
         )
         rows.append(
-            [
-                "  spread (IQR)",
-                "",
-                "",
-                *[_num(report.spread_s[p] * factor) if p in report.spread_s else "-" for p in report.precisions],
-            ]
+            ["  spread (IQR)", "", "", *[ms(report.measured[p].iqr_s) if p in report.measured else "-" for p in labels]]
         )
-    rows.append(["weight KB", "", "", *[f"{report.totals[p].weight_bytes / 1024:.1f}" for p in report.precisions]])
-    rows.append(
-        [
-            "peak activation KB",
-            "",
-            "",
-            *[f"{report.totals[p].peak_activation_bytes / 1024:.1f}" for p in report.precisions],
-        ]
-    )
-    rows.append(["GBOPs", "", "", *[f"{report.totals[p].bops / 1e9:.3f}" for p in report.precisions]])
-    text = _table(rows) + f"\ntarget {report.target}: {report.description}"
-    if report.threads is not None:
-        text += f"; {report.threads} thread(s), batch 1, {'from cache' if report.cached else 'measured now'}"
+    rows.append(["weight KB", "", "", *total(lambda c: f"{c.weight_bytes / 1024:.1f}")])
+    rows.append(["peak activation KB", "", "", *total(lambda c: f"{c.peak_activation_bytes / 1024:.1f}")])
+    rows.append(["GBOPs", "", "", *total(lambda c: f"{c.bops / 1e9:.3f}")])
+    info = report.target
+    text = _table(rows) + f"\ntarget {info['name']}: {info['description']}"
+    if info.get("threads"):
+        text += f"; {info['threads']} thread(s), batch 1, {'from cache' if report.cached else 'measured now'}"
     _emit(args, report.to_json(), text)
 
 
@@ -175,20 +307,22 @@ def _cmd_targets(args: argparse.Namespace) -> None:
     from mpqc.targets import builtin_targets
 
     targets = builtin_targets()
-    rows = [("target", "description")] + [(t.name, t.description) for t in targets]
-    _emit(args, {"targets": [{"name": t.name, "description": t.description} for t in targets]}, _table(rows))
-
-
-def _num(value: float) -> str:
-    return "-" if value == float("inf") else f"{value:.4f}"
+    rows = [("target", "precisions", "description")]
+    rows += [(t.name, ", ".join(p.label for p in t.precisions()), t.description) for t in targets]
+    _emit(
+        args, {"targets": [t.info() | {"precisions": [p.label for p in t.precisions()]} for t in targets]}, _table(rows)
+    )
 
 
 def _cmd_compile(args: argparse.Namespace) -> None:
-    from mpqc.compile import CompileOptions, compile_model
+    from mpqc import api
+    from mpqc.compiler import CompileOptions, summary_rows
 
     if args.resume and args.output and Path(args.output) != Path(args.resume):
-        raise MpqcError("give either -o or --resume (the run folder to continue), not two different folders")
+        raise OptionError("give either -o or --resume (the run folder to continue), not two different folders")
     output = args.resume or args.output or "mpqc_out"
+    if not (args.qat_tolerance == args.qat_tolerance) or abs(args.qat_tolerance) == float("inf"):
+        raise OptionError(f"--qat-tolerance must be a finite number of points, got {args.qat_tolerance}")
     options = CompileOptions(
         qat_tolerance=args.qat_tolerance / 100,
         max_qat_runs=args.max_qat_runs,
@@ -196,36 +330,47 @@ def _cmd_compile(args: argparse.Namespace) -> None:
         probe_epochs=args.probe_epochs,
         seed=args.seed,
         workers=args.workers,
-        threads=args.threads,
+        qat_policy=args.qat_policy,
+        top_k=args.top_k,
         progress=not args.json,
+        use_cache=not args.no_cache,
     )
-    model = Path(args.model) if args.model else None
-    result = compile_model(model, args.budget, args.target, args.data, output, options, resume=bool(args.resume))
-    winner = result.winner
-    rows = [
-        ("", "value"),
-        ("scheme", winner.scheme.summary()),
-        ("recovery", winner.recovery.upper()),
-        ("validation top-1", f"{_fmt_pct(winner.accuracy)} (float {_fmt_pct(result.report['float_top1'])})"),
-        (
-            "test top-1",
-            f"{_fmt_pct(result.report['winner'].get('test_top1'))} "
-            f"(float {_fmt_pct(result.report.get('float_test_top1'))})",
-        ),
-        ("QAT runs", f"{result.qat_runs} (limit {options.max_qat_runs})"),
-        ("candidates", str(len(result.pareto))),
-        ("seconds", f"{result.seconds:.1f}"),
-    ]
+    result = api.compile(
+        args.model,
+        args.budget,
+        args.target,
+        args.data,
+        output,
+        options,
+        resume=bool(args.resume),
+        space=args.space,
+        recipe=_recipe_of(args),
+        threads=args.threads,
+        **_data_kwargs(args),
+    )
+    rows = [("", "value"), *summary_rows(result.report)]
     text = _table(rows) + f"\nwrote {result.output}/model.onnx, scheme.json, report.json, report.html, compile.log"
-    text += f"\nreport: {result.output / 'report.html'}"
-    _emit(args, {"output": str(result.output), "winner": result.report["winner"], "qat_runs": result.qat_runs}, text)
+    text += f"\nreport: {result.report_path}"
+    _emit(
+        args,
+        {
+            "output": str(result.output),
+            **{
+                k: result.report[k]
+                for k in ("winner", "float", "measure", "budget", "qat_runs", "qat_policy", "seconds")
+            },
+        },
+        text,
+    )
 
 
 def _cmd_qat(args: argparse.Namespace) -> None:
-    from mpqc.qat import QatConfig, qat
+    from mpqc import api
+    from mpqc.qat.config import QatConfig
 
-    model = _model_arg(args.model)
-    output = Path(args.output) if args.output else Path(f"{model.stem}_{Path(str(args.scheme)).stem}_qat.onnx")
+    model = Path(args.model) if args.model else None
+    stem = model.stem if model else "digits_cnn"
+    output = Path(args.output) if args.output else Path(f"{stem}_{Path(str(args.scheme)).stem}_qat.onnx")
     config = QatConfig(
         epochs=args.epochs,
         lr=args.lr,
@@ -234,32 +379,28 @@ def _cmd_qat(args: argparse.Namespace) -> None:
         loss=args.loss,
         progress=not args.json,
     )
-    result = qat(model, args.scheme, args.data, config=config, output=output)
+    result = api.qat(args.model, args.scheme, args.data, config=config, output=output, **_data_kwargs(args))
     p, q = result.ptq_eval, result.qat_eval
-    rows = [
-        ("", "PTQ", "QAT"),
-        ("top-1 (ONNX Runtime)", _fmt_pct(p.top1), _fmt_pct(q.top1)),
-        ("top-1 (torch, trained graph)", "-", _fmt_pct(result.torch_top1)),
-        ("output SQNR vs float", f"{p.sqnr_db:.1f} dB", f"{q.sqnr_db:.1f} dB"),
-    ]
-    text = _table(rows)
-    if result.necessity is not None:
-        text += f"\nQAT necessity N = {100 * result.necessity:+.2f} points"
+    rows = [("", "PTQ", "QAT"), (f"{q.measure} (quality)", _pct(p.quality), _pct(q.quality))]
+    if q.sqnr_db is not None:
+        rows.append(("output SQNR vs float", f"{p.sqnr_db:.1f} dB", f"{q.sqnr_db:.1f} dB"))
+    text = _table(rows) + f"\nQAT necessity N = {100 * result.necessity:+.2f} points ({q.measure}, test split)"
     text += (
         f"\n{result.scheme.summary()}, {args.epochs} epoch(s) with {result.loss} loss, "
-        f"{result.seconds_per_epoch:.2f} s/epoch, {result.seconds:.1f} s in all\nwrote {result.output}"
+        f"{result.seconds_per_epoch:.2f} s/epoch, {result.seconds:.1f} s in all; data: {result.data}"
+        f"\nwrote {result.output}"
     )
     _emit(args, result.to_json(), text)
 
 
 def _cmd_necessity(args: argparse.Namespace) -> None:
-    from mpqc.necessity_run import necessity, profile_table, validation_table
+    from mpqc.necessity_run import necessity_workload, profile_table, validation_table
+    from mpqc.workload import Workload
 
-    bits = tuple(int(b) for b in args.bits.split(",") if b.strip()) if args.bits else (2, 4, 8)
-    model = _model_arg(args.model)
-    result = necessity(
-        model,
-        args.data,
+    bits = _bits(args.bits)
+    work = Workload.build(_model_path(args.model), args.data, **_data_kwargs(args))
+    result = necessity_workload(
+        work,
         bits=bits,
         probe_epochs=args.probe_epochs,
         epochs=args.epochs,
@@ -268,7 +409,8 @@ def _cmd_necessity(args: argparse.Namespace) -> None:
         workers=args.workers,
         seed=args.seed,
         report=args.report,
-        model_name=model.name,
+        model_name=Path(args.model).name if args.model else "digits_cnn",
+        progress=not args.json,
     )
     text = profile_table(result)
     if result.validation is not None:
@@ -279,181 +421,220 @@ def _cmd_necessity(args: argparse.Namespace) -> None:
     _emit(args, result.to_json(), text)
 
 
+def _bits(text: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in text.split(",")]
+    if not parts or any(not p.isdigit() for p in parts):
+        raise OptionError(f"--bits takes a comma-separated list of 2, 4 and 8, got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def _model_path(value: str | None) -> Any:
+    if value is not None:
+        return Path(value)
+    from mpqc.models import zoo_path
+
+    return zoo_path()
+
+
 def _cmd_zoo(args: argparse.Namespace) -> None:
-    from mpqc.models.train import manifest, train
-    from mpqc.models.zoo import DEFAULT_MODEL, ZOO
+    from mpqc.models import DEFAULT_MODEL, manifest
 
     if args.zoo_command == "train":
+        from mpqc.models.train import train
+
         result = train(args.name, args.epochs, args.seed, Path(args.output_dir) if args.output_dir else None)
         _emit(
             args,
             {"name": result.name, "path": str(result.path), "test_top1": result.test_top1},
-            f"trained {result.name}: float test top-1 {_fmt_pct(result.test_top1)} (ONNX Runtime); wrote {result.path}",
+            f"trained {result.name}: float test top-1 {_pct(result.test_top1)} (ONNX Runtime); wrote {result.path}",
         )
         return
     shipped = manifest()
     rows = [("model", "input", "float top-1", "description")]
-    for name, entry in ZOO.items():
-        top1 = shipped.get(name, {}).get("float_test_top1")
+    for name, entry in sorted(shipped.items()):
         rows.append(
             (
                 name + (" (default)" if name == DEFAULT_MODEL else ""),
-                "x".join(map(str, entry.input_shape)),
-                "not built" if top1 is None else _fmt_pct(float(top1)),
-                entry.description,
+                "x".join(map(str, entry.get("input_shape", []))),
+                _pct(float(entry["float_test_top1"])) if "float_test_top1" in entry else "not built",
+                str(entry.get("description", "")),
             )
-        )  # type: ignore[arg-type]
+        )
     _emit(args, {"models": shipped}, _table(rows))
 
 
-def _shape(shape: Sequence[Any] | None) -> str:
-    return "?" if shape is None else "x".join("?" if d is None else str(d) for d in shape)
-
-
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
+# -- the parser -----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mpqc", description="Mixed-precision quantization compiler for ONNX models.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    """The argument parser of every command (shared options come from the `PARENTS` parsers)."""
+    from mpqc.version import __version__
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
-        cmd.add_argument("--json", action="store_true", help="print machine-readable JSON")
-        return cmd
+    parser = _Parser(
+        prog="mpqc", description="Mixed-precision quantization compiler for ONNX models.", formatter_class=_Help
+    )
+    parser.add_argument("--version", action="version", version=f"mpqc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
-    p = add("analyze", "list the quantizable layers with shapes, MACs and params")
-    p.add_argument("model", nargs="?", help="ONNX model (default: the built-in digits_cnn)")
+    def add(name: str, help_text: str, *parents: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            formatter_class=_Help,
+            parents=[PARENTS[p] for p in (*parents, "json")],
+        )
+
+    p = add("analyze", "list the quantizable layers with shapes, MACs and params", "model")
     p.set_defaults(func=_cmd_analyze)
 
-    p = add("quantize", "quantize with a scheme, calibrate (PTQ), evaluate in ONNX Runtime, write a QDQ model")
-    p.add_argument("model", nargs="?", help="ONNX model (default: the built-in digits_cnn)")
-    p.add_argument("--scheme", default="w8a8", help="w8a8, w4a8, w4a4, w2a8, float, wXaY, or a scheme .json")
-    p.add_argument("--data", default=None, help="digits (default), a .npz file, or module:function")
-    p.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "mse"))
-    p.add_argument(
-        "--weight-method",
-        default="auto",
-        choices=("auto", "minmax", "mse"),
-        help="auto: min-max at 8 bits, MSE-optimal below",
+    p = add(
+        "quantize",
+        "PTQ with a scheme: calibrate, write a QDQ model, report float and quantized quality",
+        "model",
+        "data",
+        "recipe",
+        "output",
     )
-    p.add_argument("--calib-samples", type=int, default=None, help="use only the first N calibration samples")
     p.add_argument(
-        "--full-range-weights",
-        action="store_true",
-        help="8-bit weights in [-128, 127] (for VNNI/Arm); default [-64, 63], safe on AVX2",
+        "--scheme", default="w8a8", help="a precision for every layer (w8a8, w4a8, ..., float) or a scheme .json"
     )
-    p.add_argument("-o", "--output", help="output QDQ model (default: MODEL_SCHEME.onnx here)")
     p.set_defaults(func=_cmd_quantize)
 
-    p = add("eval", "top-1 in ONNX Runtime; with --reference, fidelity against the float model")
+    p = add("eval", "quality of a model in ONNX Runtime; with --reference, fidelity to the float model", "data")
     p.add_argument("model", help="ONNX model (float or QDQ)")
-    p.add_argument("--data", default=None, help="digits (default), a .npz file, or module:function")
-    p.add_argument("--reference", help="float model for label-free agreement, SQNR and cosine")
+    p.add_argument("--reference", default=None, help="the float model, for agreement, cosine and SQNR")
+    p.add_argument(
+        "--split",
+        choices=("train", "validation", "test", "all"),
+        default="test",
+        help="which part of the data (quantize reports on test)",
+    )
     p.set_defaults(func=_cmd_eval)
 
-    p = add("export", "export a PyTorch module to ONNX")
-    p.add_argument("factory", help="module:factory returning a torch.nn.Module")
+    p = add("export", "export a PyTorch module to ONNX (imports and runs your code)")
+    p.add_argument("factory", help="module:factory returning a torch.nn.Module (the current folder is importable)")
     p.add_argument("--input-shape", required=True, help="example input shape, e.g. 1,3,32,32")
     p.add_argument("-o", "--output", required=True, help="output ONNX file")
     p.set_defaults(func=_cmd_export)
 
-    p = add("compile", "necessity-aware mixed-precision search under a budget; emits the best QDQ model")
-    p.add_argument("model", nargs="?", help="ONNX model (default: the built-in digits_cnn)")
+    p = add(
+        "compile",
+        "necessity-aware mixed-precision search under a budget; emits the best QDQ model",
+        "model",
+        "data",
+        "recipe",
+        "target",
+        "seed",
+        "workers",
+    )
     p.add_argument(
         "--budget",
         default="latency=0.5x",
-        help="latency=2.5ms, size=40KB, memory=256KB, bops=1.2G, or relative to int8: latency=0.6x",
+        help="latency=2.5ms, size=40KB, memory=256KB, bops=1.2G, or relative: latency=0.6x (of uniform "
+        "int8), latency=0.5xfloat; several joined by commas",
     )
     p.add_argument("--target", default="bitserial", help="ort-cpu, bitserial, mcu, or a target .toml")
-    p.add_argument("--data", default=None, help="digits (default), a .npz with labels, or module:function")
     p.add_argument("-o", "--output", default=None, help="run folder (default: mpqc_out)")
     p.add_argument("--resume", default=None, help="continue an interrupted run in this folder")
-    p.add_argument("--qat-tolerance", type=float, default=1.0, help="points of accuracy QAT must add to be run")
-    p.add_argument("--max-qat-runs", type=int, default=4)
+    p.add_argument(
+        "--qat-policy", choices=("predicted", "always", "never", "ptq-rule"), default="predicted", help="where QAT runs"
+    )
+    p.add_argument("--qat-tolerance", type=float, default=1.0, help="points of quality QAT must add to be run")
+    p.add_argument("--max-qat-runs", type=int, default=4, help="QAT runs at most (predicted and ptq-rule policies)")
+    p.add_argument("--top-k", type=int, default=2, help="ptq-rule: QAT the best k candidates by PTQ")
     p.add_argument("--epochs", type=int, default=3, help="QAT epochs for candidates")
     p.add_argument("--probe-epochs", type=int, default=1, help="QAT epochs for the necessity probes")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: cores, at most 4)")
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads when measuring ort-cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-cache", action="store_true", help="redo sensitivity and probes even if cached")
     p.set_defaults(func=_cmd_compile)
 
-    p = add("qat", "quantization-aware training of one scheme from an ONNX model; evaluated in ONNX Runtime")
-    p.add_argument("model", nargs="?", help="ONNX model (default: the built-in digits_cnn)")
-    p.add_argument("--scheme", default="w4a4", help="shorthand or scheme .json (as for quantize)")
-    p.add_argument("--data", default=None, help="digits (default), a .npz file, or module:function")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p = add(
+        "qat",
+        "quantization-aware training of one scheme from an ONNX model; evaluated in ONNX Runtime",
+        "model",
+        "data",
+        "output",
+        "seed",
+    )
+    p.add_argument("--scheme", default="w4a4", help="a precision for every layer, or a scheme .json")
+    p.add_argument("--epochs", type=int, default=3, help="training epochs")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate")
+    p.add_argument("--batch-size", type=int, default=64, help="samples per step")
     p.add_argument(
         "--loss",
-        default="auto",
         choices=("auto", "labels", "distill"),
+        default="auto",
         help="auto: labels if the data has them, else distillation from the float model",
     )
-    p.add_argument("-o", "--output", help="output QDQ model (default: MODEL_SCHEME_qat.onnx here)")
     p.set_defaults(func=_cmd_qat)
 
-    p = add("necessity", "layer-wise QAT-necessity profile, the oracle, and its validation")
-    p.add_argument("model", nargs="?", help="ONNX model (default: the built-in digits_cnn)")
-    p.add_argument("--data", default=None, help="digits (default), a .npz file with labels, or module:function")
+    p = add(
+        "necessity",
+        "layer-wise QAT-necessity profile, the predictor, and its validation",
+        "model",
+        "data",
+        "seed",
+        "workers",
+    )
     p.add_argument("--bits", default="2,4,8", help="probe bit widths (weights at each; activations below 8)")
-    p.add_argument("--validate", type=int, default=0, help="measure K random held-out schemes against the oracle")
-    p.add_argument("--probe-epochs", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=3, help="QAT epochs for validation schemes")
-    p.add_argument("--qat-tolerance", type=float, default=1.0, help="points of accuracy QAT must add to be needed")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: cores, at most 4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--validate", type=int, default=0, help="measure K random held-out schemes against the predictor")
+    p.add_argument("--probe-epochs", type=int, default=3, help="QAT epochs per probe")
+    p.add_argument("--epochs", type=int, default=3, help="QAT epochs per validation scheme")
+    p.add_argument("--qat-tolerance", type=float, default=1.0, help="points of quality QAT must add to be needed")
     p.add_argument("--report", default=None, help="folder for necessity.json, .txt and PNG plots")
     p.set_defaults(func=_cmd_necessity)
 
-    p = add("profile", "per-layer latency at each precision on a target, and the whole model's")
-    p.add_argument("model", nargs="?", help="ONNX model (default: the built-in digits_cnn)")
+    p = add("profile", "per-layer latency at each precision on a target, and the whole model's", "model", "target")
     p.add_argument("--target", default="ort-cpu", help="ort-cpu (measured), bitserial, mcu, or a target .toml")
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (ort-cpu)")
-    p.add_argument("--data", default=None, help="a sample input source (digits, .npz, module:function)")
-    p.add_argument("--no-cache", action="store_true", help="measure again even if a cached table exists")
+    p.add_argument("--data", default=None, help="sample input source (digits, .npz, module:function)")
     p.set_defaults(func=_cmd_profile)
 
-    p = add("targets", "list the built-in targets")
+    p = add("targets", "list the built-in targets and the precisions each runs")
     p.set_defaults(func=_cmd_targets)
 
     p = add("zoo", "the built-in model zoo: list, or train one on digits and export it")
-    zoo = p.add_subparsers(dest="zoo_command", required=False, parser_class=_Parser)
-    t = zoo.add_parser("train", help="train a zoo model deterministically and export it")
-    t.add_argument("name")
-    t.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--output-dir", default=None, help="default: the package's models/ (updates the manifest)")
-    t.add_argument("--json", action="store_true")
-    zoo.add_parser("list", help="list zoo models").add_argument("--json", action="store_true")
+    zoo = p.add_subparsers(dest="zoo_command", required=False, parser_class=_Parser, metavar="SUBCOMMAND")
+    t = zoo.add_parser(
+        "train",
+        help="train a zoo model deterministically and export it",
+        parents=[PARENTS["json"]],
+        formatter_class=_Help,
+    )
+    t.add_argument("name", help="zoo model name (see mpqc zoo list)")
+    t.add_argument("--epochs", type=int, default=None, help="training epochs (default: the model's own)")
+    t.add_argument("--seed", type=int, default=0, help="random seed")
+    t.add_argument(
+        "--output-dir",
+        default=None,
+        help="folder for the ONNX file (default: the package's models/, which updates the manifest)",
+    )
+    zoo.add_parser("list", help="list zoo models", parents=[PARENTS["json"]], formatter_class=_Help)
     p.set_defaults(func=_cmd_zoo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (0, 2 for bad input, 130 when interrupted, 1 for a bug)."""
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore")
     try:
         args.func(args)
+        sys.stdout.flush()
     except MpqcError as exc:
-        print(f"mpqc: error: {exc}", file=sys.stderr)
+        print(f"mpqc: error: {first_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("mpqc: interrupted", file=sys.stderr)
+        where = getattr(args, "resume", None) or getattr(args, "output", None) or "mpqc_out"
+        keep = f"; finished work is kept in {where} (--resume {where})" if args.command == "compile" else ""
+        print(f"mpqc: interrupted{keep}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `mpqc ... | head`: the reader left, which is fine
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as exc:
         if os.environ.get("MPQC_DEBUG"):
             raise
-        first = first_line(exc)
         print(
-            f"mpqc: internal error: {type(exc).__name__}: {first} (MPQC_DEBUG=1 shows the traceback)", file=sys.stderr
+            f"mpqc: internal error: {type(exc).__name__}: {first_line(exc)} (MPQC_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
         )
         return 1
     return 0

@@ -9,10 +9,12 @@ from typing import Any
 
 import onnx_ir as ir
 
-from mpqc.analysis import Analysis
+from mpqc.analysis import Analysis, Layer
+from mpqc.metrics import METRICS
+from mpqc.precision import Precision
 from mpqc.scheme import Scheme
 
-__all__ = ["SchemeCost", "weight_bytes", "bops", "peak_activation_bytes", "scheme_cost"]
+__all__ = ["SchemeCost", "weight_bytes", "layer_weight_bytes", "layer_bops", "bops", "peak_activation_bytes"]
 
 FLOAT_BITS = 32
 _PASS_THROUGH = frozenset(
@@ -34,6 +36,8 @@ _PASS_THROUGH = frozenset(
 
 @dataclass(frozen=True)
 class SchemeCost:
+    """What a scheme costs: latency (seconds, from the target), weight bytes, peak activation bytes, BOPs."""
+
     latency_s: float
     weight_bytes: int
     peak_activation_bytes: int
@@ -45,33 +49,44 @@ class SchemeCost:
         return data
 
     def metric(self, name: str) -> float:
-        return {
+        """The value of one of `mpqc.metrics.METRICS`, in its base unit."""
+        values = {
             "latency": self.latency_s,
-            "size": self.weight_bytes,
-            "memory": self.peak_activation_bytes,
-            "bops": self.bops,
-        }[name]
+            "size": float(self.weight_bytes),
+            "memory": float(self.peak_activation_bytes),
+            "bops": float(self.bops),
+        }
+        assert set(values) == set(METRICS)
+        return values[name]
 
 
 def _bits(value: int | None) -> int:
     return FLOAT_BITS if value is None else value
 
 
+def layer_weight_bytes(layer: Layer, precision: Precision) -> int:
+    """One layer's weights at their stored width (packed; block scales of nbits counted),
+    its bias at 32 bits."""
+    count = math.prod(layer.weight_shape)
+    stored = (count * _bits(precision.w_bits) + 7) // 8
+    if precision.form == "nbits" and precision.block:
+        stored += 4 * math.ceil(count / precision.block)  # one float scale per block
+    return stored + (layer.params - count) * 4
+
+
+def layer_bops(layer: Layer, precision: Precision) -> int:
+    """Bit operations: MACs x weight bits x activation bits, float counted as 32 bits."""
+    return (layer.macs or 0) * _bits(precision.w_bits) * _bits(precision.a_bits)
+
+
 def weight_bytes(analysis: Analysis, scheme: Scheme) -> int:
-    """Weights at their stored widths (packed), biases at 32 bits."""
-    total = 0
-    for layer in analysis.layers:
-        count = math.prod(layer.weight_shape)
-        total += (count * _bits(scheme[layer.name].w_bits) + 7) // 8 + (layer.params - count) * 4
-    return total
+    """Bytes of every layer's weights at their stored widths, biases at 32 bits."""
+    return sum(layer_weight_bytes(layer, scheme[layer.name]) for layer in analysis.layers)
 
 
 def bops(analysis: Analysis, scheme: Scheme) -> int:
-    """Bit operations: MACs x weight bits x activation bits, float counted as 32 bits."""
-    return sum(
-        (layer.macs or 0) * _bits(scheme[layer.name].w_bits) * _bits(scheme[layer.name].a_bits)
-        for layer in analysis.layers
-    )
+    """Bit operations of the whole scheme (see `layer_bops`)."""
+    return sum(layer_bops(layer, scheme[layer.name]) for layer in analysis.layers)
 
 
 def peak_activation_bytes(model: ir.Model, analysis: Analysis, scheme: Scheme) -> int:
@@ -94,7 +109,8 @@ def peak_activation_bytes(model: ir.Model, analysis: Analysis, scheme: Scheme) -
         for use in value.uses():
             node = use.node
             if node.name in layers and use.idx == 0:
-                found.add(scheme[node.name].a_bits)
+                prec = scheme[node.name]
+                found.add(prec.a_bits if prec.quantizes_activations else None)
             elif node.op_type in _PASS_THROUGH and depth < 16:
                 found |= reader_bits(node.outputs[0], depth + 1)
             else:
@@ -118,12 +134,3 @@ def peak_activation_bytes(model: ir.Model, analysis: Analysis, scheme: Scheme) -
         for name in [n for n in live if last_use.get(n, -1) <= index]:
             del live[name]
     return peak
-
-
-def scheme_cost(model: ir.Model, analysis: Analysis, scheme: Scheme, cost_model: Any) -> SchemeCost:
-    return SchemeCost(
-        latency_s=float(cost_model.latency(scheme)),
-        weight_bytes=weight_bytes(analysis, scheme),
-        peak_activation_bytes=peak_activation_bytes(model, analysis, scheme),
-        bops=bops(analysis, scheme),
-    )

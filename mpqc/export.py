@@ -4,14 +4,15 @@ the same path, so exported models meet the front end exactly as users' models do
 from __future__ import annotations
 
 import importlib
-import io
 import os
+import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from mpqc.errors import MpqcError, first_line
-from mpqc.modelio import atomic_write_bytes
+from mpqc.errors import ModelError, OptionError, UserCodeError, first_line
+from mpqc.modelio import atomic_write_bytes, check_output
 
 __all__ = ["export_module", "export_factory", "parse_shape"]
 
@@ -19,12 +20,13 @@ EXPORT_OPSET = 17
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
+    """`1,3,32,32` (or `1x3x32x32`) as a tuple of positive integers."""
     try:
         shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
     except ValueError:
-        raise MpqcError(f"--input-shape must be integers separated by commas, got {text!r}") from None
+        raise OptionError(f"--input-shape must be integers separated by commas, got {text!r}") from None
     if not shape or any(d <= 0 for d in shape):
-        raise MpqcError(f"--input-shape must be positive integers, got {text!r}")
+        raise OptionError(f"--input-shape must be positive integers, got {text!r}")
     return shape
 
 
@@ -33,17 +35,17 @@ def export_module(module: object, input_shape: Sequence[int], output: str | os.P
     import torch
 
     if not isinstance(module, torch.nn.Module):
-        raise MpqcError(f"expected a torch.nn.Module, got {type(module).__name__}")
+        raise UserCodeError(f"expected a torch.nn.Module, got {type(module).__name__}")
     module.eval()
     example = torch.zeros(*input_shape)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
         warnings.simplefilter("ignore")
+        path = os.path.join(tmp, "model.onnx")
         try:
             torch.onnx.export(
                 module,
                 (example,),
-                buffer,
+                path,
                 input_names=["input"],
                 output_names=["output"],
                 dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
@@ -51,8 +53,9 @@ def export_module(module: object, input_shape: Sequence[int], output: str | os.P
                 dynamo=False,
             )
         except Exception as exc:
-            raise MpqcError(f"torch export failed: {first_line(exc)}") from exc
-    payload = buffer.getvalue()
+            raise ModelError(f"torch export failed: {type(exc).__name__}: {first_line(exc)}") from None
+        with open(path, "rb") as handle:
+            payload = handle.read()
     if output is not None:
         atomic_write_bytes(Path(output), payload)
     return payload
@@ -62,10 +65,26 @@ def export_factory(target: str, input_shape: Sequence[int], output: str | os.Pat
     """`module:factory` -> ONNX file. The factory takes no arguments and returns a module."""
     module_name, _, func_name = target.partition(":")
     if not module_name or not func_name:
-        raise MpqcError(f"expected module:factory, got {target!r}")
+        raise UserCodeError(f"expected module:factory, got {target!r}")
+    check_output(output)
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)  # as `python -m` does: a module in the current folder is importable
     try:
-        factory = getattr(importlib.import_module(module_name), func_name)
-    except (ImportError, AttributeError) as exc:
-        raise MpqcError(f"cannot import {target}: {exc}") from exc
-    export_module(factory(), input_shape, output)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise UserCodeError(f"cannot import {module_name!r}: {type(exc).__name__}: {first_line(exc)}") from None
+        factory = getattr(module, func_name, None)
+        if not callable(factory):
+            raise UserCodeError(f"{target}: {module_name} has no callable {func_name!r}")
+        try:
+            built = factory()
+        except Exception as exc:
+            raise UserCodeError(f"your factory {target} raised {type(exc).__name__}: {first_line(exc)}") from None
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+    export_module(built, input_shape, output)
     return Path(output)

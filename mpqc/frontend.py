@@ -1,7 +1,13 @@
-"""The front end: the fixed pass order every model goes through before quantization."""
+"""The front end: the fixed pass order every model goes through before quantization, and
+`Prepared`, the model it leaves with its analysis."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import (
     LiftConstantsToInitializersPass,
@@ -11,7 +17,8 @@ from onnx_ir.passes.common import (
 )
 
 from mpqc.analysis import Analysis
-from mpqc.errors import MpqcError, first_line
+from mpqc.errors import ModelError, MpqcError, first_line
+from mpqc.modelio import load_model
 from mpqc.passes import (
     AnalyzeLayersPass,
     CheckModelPass,
@@ -22,13 +29,46 @@ from mpqc.passes import (
 )
 from mpqc.passes.analyze_layers import ANALYSIS_KEY
 
-__all__ = ["front_end_passes", "run_front_end", "BASE_OPSET"]
+__all__ = ["Prepared", "ModelLike", "prepare", "front_end_passes", "BASE_OPSET", "NO_LAYERS"]
 
 #: int4/uint4 QDQ run in ONNX Runtime from opset 21; 2-bit schemes upgrade again to 25.
 BASE_OPSET = 21
+NO_LAYERS = "no quantizable layer (Conv, ConvTranspose, Gemm, MatMul with a constant weight) in the model"
+
+ModelLike = str | os.PathLike[str] | onnx.ModelProto | ir.Model
+
+
+@dataclass
+class Prepared:
+    """A model after the front end, with its analysis: the starting point for any scheme.
+    Never mutated: schemes are applied to copies."""
+
+    model: ir.Model
+    analysis: Analysis
+    _digest: str = field(default="", repr=False)
+
+    @property
+    def proto(self) -> onnx.ModelProto:
+        return ir.serde.serialize_model(self.model)
+
+    def copy(self) -> ir.Model:
+        """A structural copy that shares the (never mutated) weight tensors: cheap."""
+        return self.model.clone()
+
+    def digest(self) -> str:
+        """Content hash of the prepared model: what caches and run folders are keyed on."""
+        if not self._digest:
+            self._digest = hashlib.sha256(self.proto.SerializeToString(deterministic=True)).hexdigest()
+        return self._digest
+
+    def require_layers(self) -> None:
+        if not self.analysis.layers:
+            raise ModelError(NO_LAYERS)
 
 
 def front_end_passes(simplify: bool = True) -> ir.passes.PassManager:
+    """The front end in its fixed order: check, opset 21, simplify, lift constants, name, shapes, fold
+    BatchNorm, clean, sort, analyze."""
     steps: list[ir.passes.PassBase] = [CheckModelPass(), UpgradeOpsetPass(BASE_OPSET)]
     if simplify:
         steps.append(SimplifyPass())
@@ -44,12 +84,16 @@ def front_end_passes(simplify: bool = True) -> ir.passes.PassManager:
     return ir.passes.PassManager(steps)
 
 
-def run_front_end(model: ir.Model, simplify: bool = True) -> tuple[ir.Model, Analysis]:
+def prepare(model: ModelLike | Prepared, simplify: bool = True) -> Prepared:
+    """Load (if a path) and run the front end. A `Prepared` is returned as is."""
+    if isinstance(model, Prepared):
+        return model
+    loaded = load_model(model)
     try:
-        result = front_end_passes(simplify)(model)
+        result = front_end_passes(simplify)(loaded)
     except (MpqcError, ir.passes.PassError) as exc:
         raise _user_error(exc) from None
-    return result.model, result.model.meta[ANALYSIS_KEY]
+    return Prepared(result.model, result.model.meta[ANALYSIS_KEY])
 
 
 def _user_error(exc: BaseException) -> MpqcError:
@@ -59,4 +103,4 @@ def _user_error(exc: BaseException) -> MpqcError:
         cause = cause.__cause__
     if isinstance(cause, MpqcError):
         return cause
-    return MpqcError(f"front end failed: {first_line(cause)}")
+    return ModelError(f"front end failed: {first_line(cause)}")

@@ -1,160 +1,72 @@
-"""QAT necessity: how much QAT improves a scheme over PTQ, N(s) = Acc_QAT(s) - Acc_PTQ(s),
-measured per scheme and per layer (probes), and predicted by an oracle.
+"""QAT necessity: how much QAT improves a scheme over PTQ, N(s) = Q_QAT(s) - Q_PTQ(s) in the
+workload's quality measure, measured per scheme and per layer (probes), and predicted.
 
-The oracle models the accuracy QAT can reach rather than adding up gains (N saturates: QAT
-cannot pass the float accuracy): each probe gives a layer's unrecoverable loss at a bit
-width, U = Acc_float - Acc_QAT(probe); the QAT accuracy of a scheme is predicted as
-Acc_float - sum of its layers' U, and N as that minus the scheme's measured PTQ accuracy
-(cheap: one ONNX Runtime pass)."""
+The oracle models the quality QAT can reach rather than adding up gains (N saturates: QAT
+cannot pass the float model): each probe gives a layer's unrecoverable loss at a bit
+width, U = Q_float - Q_QAT(probe); a scheme's QAT quality is predicted as Q_float minus the
+sum of its layers' U (or a fraction kappa of its PTQ loss, whichever is larger), and N as
+that minus the scheme's measured PTQ quality (cheap: one ONNX Runtime pass)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import onnx_ir as ir
 
-from mpqc.api import Prepared, emit_qdq
-from mpqc.calibrate import Calibration
-from mpqc.data import Dataset
-from mpqc.evaluate import collect_outputs, evaluate_session
-from mpqc.executor import make_executor
-from mpqc.qat.train import QatConfig, train_scheme
-from mpqc.runtime import make_session
-from mpqc.scheme import LayerPrecision, Scheme
+from mpqc.jobs import JobResult, JobStore, QatContext, QatJob, run_jobs
+from mpqc.precision import W8A8, Precision
+from mpqc.scheme import Scheme
 
 __all__ = [
-    "Measured",
     "LayerProbes",
     "Prediction",
     "Oracle",
-    "NecessityContext",
-    "measure_schemes",
     "probe_layers",
-    "ptq_top1",
+    "probe_variants",
     "random_schemes",
+    "measure_schemes",
     "validate_oracle",
+    "equal_cost_pairs",
 ]
 
-
-@dataclass(frozen=True)
-class Measured:
-    """PTQ and QAT accuracy of one scheme (ONNX Runtime, the evaluation split)."""
-
-    ptq: float
-    qat: float
-    seconds: float
-    #: the trained QDQ model, when asked for (not part of the JSON)
-    model: bytes | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def necessity(self) -> float:
-        return self.qat - self.ptq
-
-    def recovered(self, float_top1: float) -> float | None:
-        lost = float_top1 - self.ptq
-        return None if lost <= 1e-9 else self.necessity / lost
-
-    def to_json(self, float_top1: float) -> dict[str, Any]:
-        return {
-            "ptq": self.ptq,
-            "qat": self.qat,
-            "necessity": self.necessity,
-            "recovered": self.recovered(float_top1),
-            "seconds": self.seconds,
-        }
-
-
-@dataclass
-class NecessityContext:
-    """Everything a worker needs to measure schemes: picklable, sent once per worker."""
-
-    model_bytes: bytes
-    calibration: Calibration
-    train: Dataset
-    evaluation: Dataset
-    config: QatConfig
-    loss: str = "labels"
-
-
-_STATE: dict[str, Any] = {}
-
-
-def _init_worker(context: NecessityContext, threads: int) -> None:
-    import torch
-
-    from mpqc.api import prepare
-
-    torch.set_num_threads(threads)
-    prepared = prepare(ir.serde.deserialize_model(_parse(context.model_bytes)), simplify=False)
-    session = make_session(prepared.model)
-    teacher = collect_outputs(session, context.train) if context.loss == "distill" else None
-    _STATE.update(context=context, prepared=prepared, teacher=teacher)
-
-
-def _parse(payload: bytes) -> Any:
-    import onnx
-
-    proto = onnx.ModelProto()
-    proto.ParseFromString(payload)
-    return proto
-
-
-def ptq_top1(prepared: Prepared, scheme: Scheme, calibration: Calibration, data: Dataset) -> float:
-    """Top-1 of the scheme's PTQ model in ONNX Runtime (0 for data without labels)."""
-    return evaluate_session(make_session(emit_qdq(prepared, scheme, calibration).model), data).top1 or 0.0
-
-
-def _measure(job: tuple[dict[str, Any], int] | tuple[dict[str, Any], int, bool]) -> Measured:
-    scheme_json, epochs = job[0], job[1]
-    keep = len(job) > 2 and bool(job[2])
-    context: NecessityContext = _STATE["context"]
-    prepared: Prepared = _STATE["prepared"]
-    scheme = Scheme.from_json(scheme_json, prepared.analysis.layer_names)
-    start = time.perf_counter()
-    ptq = ptq_top1(prepared, scheme, context.calibration, context.evaluation)
-    config = dataclasses.replace(context.config, epochs=epochs)
-    qdq, _, _, _ = train_scheme(prepared, scheme, context.calibration, context.train, config, _STATE["teacher"])
-    payload = ir.serde.serialize_model(qdq).SerializeToString()
-    qat = evaluate_session(make_session(payload), context.evaluation).top1 or 0.0
-    return Measured(ptq, qat, time.perf_counter() - start, payload if keep else None)
+Measured = JobResult
 
 
 def measure_schemes(
-    context: NecessityContext,
+    context: QatContext,
     schemes: list[Scheme],
     epochs: int,
     workers: int = 1,
     keep_models: bool = False,
-    progress: Any = None,
-) -> list[Measured]:
-    """PTQ and QAT for each scheme, in a pool of worker processes (one torch thread each)."""
-    if not schemes:
-        return []
-    workers = max(1, min(workers, len(schemes)))
-    threads = 1 if workers > 1 else 2
-    executor = make_executor(workers, _init_worker, (context, threads))
-    results = []
-    try:
-        for measured in executor.map(_measure, [(s.to_json(), epochs, keep_models) for s in schemes]):
-            results.append(measured)
-            if progress is not None:
-                progress.update(1)
-        return results
-    finally:
-        executor.close()
+    store: JobStore | None = None,
+    progress: Callable[[int], None] | None = None,
+    seed: int | None = None,
+) -> list[JobResult]:
+    """PTQ and QAT quality (validation) of each scheme, stored as each finishes."""
+    jobs = [QatJob(s.to_json(), epochs, context.config.seed if seed is None else seed, keep_models) for s in schemes]
+    return run_jobs(context, jobs, workers, store, progress)
+
+
+def recovered(result: JobResult, float_quality: float) -> float | None:
+    """The share of the PTQ loss that QAT won back (None when PTQ lost nothing)."""
+    lost = float_quality - result.ptq
+    return None if lost <= 1e-9 else result.necessity / lost
+
+
+def _point_json(result: JobResult, float_quality: float) -> dict[str, Any]:
+    return {**result.to_json(), "necessity": result.necessity, "recovered": recovered(result, float_quality)}
 
 
 @dataclass
 class LayerProbes:
     """Each layer alone at each probe precision, the rest at the reference precision."""
 
-    float_top1: float
+    float_quality: float
     reference: str
     reference_point: Measured
     variants: list[str]
@@ -192,11 +104,11 @@ class LayerProbes:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LayerProbes:
         def point(d: dict[str, Any]) -> Measured:
-            return Measured(d["ptq"], d["qat"], d["seconds"])
+            return Measured(float(d["ptq"]), float(d["qat"]), float(d["seconds"]))
 
         table = {layer: {v: point(d) for v, d in row.items()} for layer, row in data["layers"].items()}
         return cls(
-            data["float_top1"],
+            float(data["float_quality"]),
             data["reference"],
             point(data["reference_point"]),
             data["variants"],
@@ -207,14 +119,15 @@ class LayerProbes:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "float_top1": self.float_top1,
+            "float_quality": self.float_quality,
             "reference": self.reference,
-            "reference_point": self.reference_point.to_json(self.float_top1),
+            "reference_point": _point_json(self.reference_point, self.float_quality),
             "variants": self.variants,
             "epochs": self.epochs,
             "seconds": self.seconds,
             "layers": {
-                layer: {v: m.to_json(self.float_top1) for v, m in row.items()} for layer, row in self.table.items()
+                layer: {v: _point_json(m, self.float_quality) for v, m in row.items()}
+                for layer, row in self.table.items()
             },
         }
 
@@ -227,36 +140,37 @@ def probe_variants(bits: list[int]) -> list[str]:
 
 
 def probe_layers(
-    context: NecessityContext,
-    prepared: Prepared,
-    float_top1: float,
+    context: QatContext,
+    names: list[str],
+    float_quality: float,
     variants: list[str],
     epochs: int,
     workers: int = 1,
-    progress: Any = None,
+    store: JobStore | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> LayerProbes:
     """The reference (all w8a8) and each layer alone at each variant, PTQ and QAT."""
     start = time.perf_counter()
-    names = prepared.analysis.layer_names
-    reference = LayerPrecision(8, 8)
-    jobs: list[Scheme] = [Scheme.uniform(names, reference)]
+    reference = Scheme.uniform(names, W8A8)
+    jobs: list[Scheme] = [reference]
     keys: list[tuple[str, str]] = []
     for layer in names:
         for variant in variants:
-            precision = LayerPrecision.from_shorthand(variant)
-            jobs.append(Scheme({n: (precision if n == layer else reference) for n in names}))
+            jobs.append(reference.with_layer(layer, Precision.parse(variant)))
             keys.append((layer, variant))
-    results = measure_schemes(context, jobs, epochs, workers, progress=progress)
+    results = measure_schemes(context, jobs, epochs, workers, store=store, progress=progress)
     table: dict[str, dict[str, Measured]] = {layer: {} for layer in names}
     for (layer, variant), measured in zip(keys, results[1:]):
         table[layer][variant] = measured
-    return LayerProbes(float_top1, "w8a8", results[0], list(variants), table, epochs, time.perf_counter() - start)
+    return LayerProbes(float_quality, "w8a8", results[0], list(variants), table, epochs, time.perf_counter() - start)
 
 
 @dataclass(frozen=True)
 class Prediction:
+    """Predicted QAT necessity N and QAT quality of one scheme, with their uncertainty and the decision."""
+
     necessity: float
-    qat_top1: float
+    qat_quality: float
     sigma: float
     needs_qat: bool
     confidence: float
@@ -264,7 +178,7 @@ class Prediction:
     def to_json(self) -> dict[str, Any]:
         return {
             "necessity": self.necessity,
-            "qat_top1": self.qat_top1,
+            "qat_quality": self.qat_quality,
             "sigma": self.sigma,
             "needs_qat": self.needs_qat,
             "confidence": self.confidence,
@@ -306,7 +220,7 @@ class Oracle:
         if fractions:
             self.kappa = float(np.median(fractions))
 
-    def variants_of(self, precision: LayerPrecision) -> list[str]:
+    def variants_of(self, precision: Precision) -> list[str]:
         """The probe variants a layer precision is made of (weight part, activation part)."""
         w = precision.w_bits if precision.w_bits is not None else 8
         a = precision.a_bits if precision.a_bits is not None else 8
@@ -325,18 +239,18 @@ class Oracle:
         p = min(max(self.probes.reference_point.qat, 1e-3), 1 - 1e-3)
         return math.sqrt(p * (1 - p) / self.samples)
 
-    def predict(self, scheme: Scheme, ptq_top1: float) -> Prediction:
+    def predict(self, scheme: Scheme, ptq_quality: float) -> Prediction:
         floor = self.noise_floor
         per_layer = sum(
             max(0.0, self.probes.unrecoverable(layer, variant) - floor)
             for layer, precision in scheme.layers.items()
             for variant in self.variants_of(precision)
         )
-        ptq_loss = max(0.0, self.probes.reference_point.ptq - ptq_top1)
+        ptq_loss = max(0.0, self.probes.reference_point.ptq - ptq_quality)
         lost = max(per_layer, (self.kappa or 0.0) * ptq_loss)
         qat = max(0.0, self.probes.reference_point.qat - lost)
-        necessity = max(0.0, qat - ptq_top1)
-        p = min(max(ptq_top1, 1e-3), 1 - 1e-3)
+        necessity = max(0.0, qat - ptq_quality)
+        p = min(max(ptq_quality, 1e-3), 1 - 1e-3)
         q = min(max(qat, 1e-3), 1 - 1e-3)
         noise = math.sqrt(p * (1 - p) / self.samples + q * (1 - q) / self.samples)
         sigma = math.sqrt(noise**2 + (self.relative_error * lost) ** 2)
@@ -345,9 +259,9 @@ class Oracle:
         confidence = 0.5 * (1 + math.erf(z / math.sqrt(2)))
         return Prediction(necessity, qat, sigma, needs, confidence)
 
-    def baseline_full_recovery(self, ptq_top1: float) -> float:
-        """Baseline (a): QAT recovers everything, N = Acc_float - Acc_PTQ."""
-        return max(0.0, self.probes.float_top1 - ptq_top1)
+    def baseline_full_recovery(self, ptq_quality: float) -> float:
+        """Baseline (a): QAT recovers everything, N = Q_float - Q_PTQ."""
+        return max(0.0, self.probes.float_quality - ptq_quality)
 
     def baseline_sum(self, scheme: Scheme) -> float:
         """Baseline (b): the sum of the per-layer probe N values."""
@@ -362,12 +276,12 @@ def random_schemes(names: list[str], count: int, seed: int, choices: list[str] |
     """Held-out mixed schemes: each layer drawn from `choices`, each scheme with at least
     one layer below w8a8 (all-w8a8 carries no information)."""
     rng = random.Random(seed)
-    options = [LayerPrecision.from_shorthand(c) for c in (choices or ["w8a8", "w4a8", "w2a8", "w4a4", "w8a4"])]
+    options = [Precision.parse(c) for c in (choices or ["w8a8", "w4a8", "w2a8", "w4a4", "w8a4"])]
     schemes: list[Scheme] = []
     seen: set[Scheme] = set()
     while len(schemes) < count:
         scheme = Scheme({n: rng.choice(options) for n in names})
-        if scheme in seen or all(p == LayerPrecision(8, 8) for p in scheme.layers.values()):
+        if scheme in seen or all(p == W8A8 for p in scheme.layers.values()):
             continue
         seen.add(scheme)
         schemes.append(scheme)
@@ -385,15 +299,15 @@ class Validation:
     seconds: float
     stats: dict[str, float] = field(default_factory=dict)
 
-    def to_json(self, float_top1: float) -> dict[str, Any]:
+    def to_json(self, float_quality: float) -> dict[str, Any]:
         return {
             "tolerance": self.tolerance,
             "seconds": self.seconds,
             "stats": self.stats,
             "schemes": [
                 {
-                    "scheme": {k: v.label for k, v in s.layers.items()},
-                    "measured": m.to_json(float_top1),
+                    "scheme": s.labels(),
+                    "measured": _point_json(m, float_quality),
                     "predicted": p.to_json(),
                     "baseline_full_recovery": a,
                     "baseline_sum": b,
@@ -412,11 +326,20 @@ def _spearman(a: list[float], b: list[float]) -> float:
 
 
 def validate_oracle(
-    context: NecessityContext, prepared: Prepared, oracle: Oracle, count: int, epochs: int, workers: int, seed: int
+    context: QatContext,
+    names: list[str],
+    oracle: Oracle,
+    count: int,
+    epochs: int,
+    workers: int,
+    seed: int,
+    store: JobStore | None = None,
 ) -> Validation:
+    """Measure `count` random held-out schemes (PTQ and QAT) and compare the oracle and the baselines
+    with what was measured."""
     start = time.perf_counter()
-    schemes = random_schemes(prepared.analysis.layer_names, count, seed)
-    measured = measure_schemes(context, schemes, epochs, workers)
+    schemes = random_schemes(names, count, seed)
+    measured = measure_schemes(context, schemes, epochs, workers, store=store)
     # the model term of the oracle's uncertainty, fitted on what was just measured
     predicted = [oracle.predict(s, m.ptq) for s, m in zip(schemes, measured)]
     baseline_a = [oracle.baseline_full_recovery(m.ptq) for m in measured]
@@ -431,8 +354,8 @@ def validate_oracle(
         "spearman_oracle": _spearman([p.necessity for p in predicted], truth),
         "spearman_full_recovery": _spearman(baseline_a, truth),
         "spearman_sum_of_probes": _spearman(baseline_b, truth),
-        "spearman_qat_accuracy": _spearman([p.qat_top1 for p in predicted], [m.qat for m in measured]),
-        "mae_qat_accuracy": float(np.mean([abs(p.qat_top1 - m.qat) for p, m in zip(predicted, measured)])),
+        "spearman_qat_quality": _spearman([p.qat_quality for p in predicted], [m.qat for m in measured]),
+        "mae_qat_quality": float(np.mean([abs(p.qat_quality - m.qat) for p, m in zip(predicted, measured)])),
         "mae_necessity_oracle": float(np.mean([abs(p.necessity - t) for p, t in zip(predicted, truth)])),
         "decision_accuracy_oracle": decision_accuracy([p.necessity for p in predicted]),
         "decision_accuracy_full_recovery": decision_accuracy(baseline_a),
@@ -447,7 +370,8 @@ def validate_oracle(
 @dataclass
 class NecessityReport:
     model: str
-    float_top1: float
+    measure: str
+    float_quality: float
     probes: LayerProbes
     oracle: Oracle
     validation: Validation | None
@@ -460,12 +384,13 @@ class NecessityReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
-            "float_top1": self.float_top1,
+            "measure": self.measure,
+            "float_quality": self.float_quality,
             "tolerance": self.oracle.tolerance,
             "probe_epochs": self.probes.epochs,
             "qat_epochs": self.qat_epochs,
             "probes": self.probes.to_json(),
-            "validation": None if self.validation is None else self.validation.to_json(self.float_top1),
+            "validation": None if self.validation is None else self.validation.to_json(self.float_quality),
             "equal_cost_pairs": self.pairs,
             "cost_target": self.cost_target,
             "seconds": self.seconds,
@@ -486,8 +411,8 @@ def equal_cost_pairs(
     pairs.sort(reverse=True)
     return [
         {
-            "a": {k: v.label for k, v in schemes[i].layers.items()},
-            "b": {k: v.label for k, v in schemes[j].layers.items()},
+            "a": schemes[i].labels(),
+            "b": schemes[j].labels(),
             "cost_a": costs[i],
             "cost_b": costs[j],
             "necessity_a": necessities[i],

@@ -1,4 +1,4 @@
-"""`mpqc necessity`: the layer-wise necessity profile, the oracle, and its validation,
+"""`mpqc necessity`: the layer-wise necessity profile, the predictor, and its validation,
 written as a report folder (JSON, a readable table, PNG heat map and scatter plots)."""
 
 from __future__ import annotations
@@ -7,14 +7,11 @@ import json
 import time
 from pathlib import Path
 
-from mpqc.api import DataLike, ModelLike, Prepared, calibrate_model, prepare
-from mpqc.data import load_data
-from mpqc.errors import MpqcError
-from mpqc.evaluate import evaluate_session
+from mpqc.errors import OptionError
 from mpqc.executor import default_workers
-from mpqc.modelio import atomic_write_bytes
+from mpqc.jobs import context_from
+from mpqc.modelio import atomic_write_bytes, check_output_dir
 from mpqc.necessity import (
-    NecessityContext,
     NecessityReport,
     Oracle,
     equal_cost_pairs,
@@ -23,16 +20,15 @@ from mpqc.necessity import (
     validate_oracle,
 )
 from mpqc.plots import heatmap_png, scatter_png
-from mpqc.qat.train import QatConfig
-from mpqc.runtime import input_specs, make_session
-from mpqc.targets import get_target
+from mpqc.progress import Progress
+from mpqc.qat.config import QatConfig
+from mpqc.workload import Workload
 
-__all__ = ["necessity", "write_report"]
+__all__ = ["necessity_workload", "write_report", "profile_table", "validation_table"]
 
 
-def necessity(
-    model: ModelLike | Prepared,
-    data: DataLike = None,
+def necessity_workload(
+    workload: Workload,
     *,
     bits: tuple[int, ...] = (2, 4, 8),
     probe_epochs: int = 3,
@@ -42,60 +38,58 @@ def necessity(
     workers: int | None = None,
     seed: int = 0,
     lr: float = 1e-4,
-    cost_target: str = "bitserial",
     report: str | Path | None = None,
     model_name: str = "",
+    progress: bool = True,
 ) -> NecessityReport:
-    """Probe every layer at each bit width (PTQ and a short QAT), build the oracle, and, with
-    `validate=K`, measure K random held-out schemes against its predictions."""
-    if any(b not in (2, 4, 8) for b in bits):
-        raise MpqcError(f"--bits takes 2, 4 and 8, got {list(bits)}")
+    """Probe every layer at each bit width (PTQ and a short QAT), build the predictor, and,
+    with `validate=K`, measure K random held-out schemes against its predictions. Costs of
+    the equal-cost pairs come from the workload's target (bitserial if it has none)."""
+    if not bits or any(b not in (2, 4, 8) for b in bits):
+        raise OptionError(f"--bits takes 2, 4 and 8, got {list(bits)}")
     if validate < 0 or probe_epochs < 1 or epochs < 1:
-        raise MpqcError("--validate must be >= 0 and epochs >= 1")
+        raise OptionError("--validate must be >= 0, and --epochs and --probe-epochs >= 1")
+    if report is not None:
+        check_output_dir(report)
+    say = Progress(progress)
+    workload.reporter = say
     start = time.perf_counter()
-    prepared = prepare(model)
-    if not prepared.analysis.layers:
-        raise MpqcError("no quantizable layer in the model")
-    specs = input_specs(prepared.model)
-    train = load_data(data, specs, "train")
-    evaluation = load_data(data, specs, "validation")
-    loss = "labels" if train.labels is not None else "distill"
-    if evaluation.labels is None:
-        raise MpqcError("necessity is measured as top-1 accuracy: the evaluation data needs labels")
-    calibration = calibrate_model(prepared, data)
-    float_top1 = evaluate_session(make_session(prepared.model), evaluation).top1 or 0.0
-    context = NecessityContext(
-        prepared.proto.SerializeToString(),
-        calibration,
-        train,
-        evaluation,
-        QatConfig(epochs=epochs, lr=lr, seed=seed),
-        loss,
-    )
+    names = workload.prepared.analysis.layer_names
+    validation_set = workload.splits.validation
+    float_quality = workload.evaluate(workload.prepared.model, "validation").quality
+    context = context_from(workload, QatConfig(epochs=epochs, lr=lr, seed=seed))
     workers = workers or default_workers()
-    probes = probe_layers(context, prepared, float_top1, probe_variants(list(bits)), probe_epochs, workers)
-    oracle = Oracle(probes, tolerance=tolerance, samples=len(evaluation))
+    variants = probe_variants(list(bits))
+    with say.count(1 + len(names) * len(variants), "QAT-necessity probes") as advance:
+        probes = probe_layers(context, names, float_quality, variants, probe_epochs, workers, progress=advance)
+    oracle = Oracle(probes, tolerance=tolerance, samples=len(validation_set))
     validation = None
     pairs: list[dict] = []
-    target = get_target(cost_target)
+    if workload.target is None:
+        from mpqc.targets import get_target
+
+        workload.target = get_target("bitserial")
     if validate:
-        validation = validate_oracle(context, prepared, oracle, validate, epochs, workers, seed + 1)
-        cost_model = target.cost_model(prepared.analysis)  # type: ignore[attr-defined]
-        costs = [cost_model.latency(s) for s in validation.schemes]
+        say(f"validation: {validate} held-out schemes, QAT {epochs} epoch(s) each")
+        validation = validate_oracle(context, names, oracle, validate, epochs, workers, seed + 1)
+        costs = [workload.costs.latency(s) for s in validation.schemes]
         pairs = equal_cost_pairs(validation.schemes, [m.necessity for m in validation.measured], costs)
+    measure = workload.quality
     notes = [
-        f"probes: QAT {probe_epochs} epoch(s) each, schemes: {epochs} epoch(s); accuracies on the validation split "
-        f"({len(evaluation)} samples, 1 sample = {100 / len(evaluation):.2f} points), ONNX Runtime",
-        f"equal-cost pairs use the {target.name} target's predicted latency, within 5%",
+        f"quality: {measure.description} ({measure.name}) on the validation split ({len(validation_set)} samples); "
+        f"probes: QAT {probe_epochs} epoch(s) each, schemes: {epochs} epoch(s); ONNX Runtime",
+        f"data: {workload.splits.describe()}",
+        f"equal-cost pairs use the {workload.target.name} target's predicted latency, within 5%",
     ]
     result = NecessityReport(
         model_name or "model",
-        float_top1,
+        measure.name,
+        float_quality,
         probes,
         oracle,
         validation,
         pairs,
-        target.name,
+        workload.target.name,
         epochs,
         time.perf_counter() - start,
         notes,
@@ -106,6 +100,7 @@ def necessity(
 
 
 def profile_table(result: NecessityReport) -> str:
+    """The probe table as text: per layer and variant, PTQ / QAT / N in points."""
     probes = result.probes
     header = ["layer", *[f"{v} PTQ/QAT/N" for v in probes.variants]]
     rows = [header]
@@ -124,13 +119,14 @@ def profile_table(result: NecessityReport) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     ref = probes.reference_point
     lines.append(
-        f"float {100 * result.float_top1:.2f}%; reference w8a8 PTQ {100 * ref.ptq:.2f}%, QAT "
+        f"{result.measure}: float {100 * result.float_quality:.2f}%; reference w8a8 PTQ {100 * ref.ptq:.2f}%, QAT "
         f"{100 * ref.qat:.2f}%; probe QAT {probes.epochs} epoch(s); {probes.seconds:.1f} s"
     )
     return "\n".join(lines)
 
 
 def validation_table(result: NecessityReport) -> str:
+    """The validation statistics as text (empty when there was no validation)."""
     if result.validation is None:
         return ""
     s = result.validation.stats
@@ -142,8 +138,8 @@ def validation_table(result: NecessityReport) -> str:
         f"  decision accuracy: oracle {100 * s['decision_accuracy_oracle']:.0f}%, full-recovery "
         f"{100 * s['decision_accuracy_full_recovery']:.0f}%, "
         f"sum-of-probes {100 * s['decision_accuracy_sum_of_probes']:.0f}%",
-        f"  QAT accuracy: Spearman {s['spearman_qat_accuracy']:.3f}, "
-        f"mean abs error {100 * s['mae_qat_accuracy']:.2f} points; mean confidence {100 * s['mean_confidence']:.0f}%",
+        f"  QAT quality: Spearman {s['spearman_qat_quality']:.3f}, "
+        f"mean abs error {100 * s['mae_qat_quality']:.2f} points; mean confidence {100 * s['mean_confidence']:.0f}%",
     ]
     for pair in result.pairs:
         lines.append(
@@ -154,7 +150,7 @@ def validation_table(result: NecessityReport) -> str:
 
 
 def write_report(result: NecessityReport, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+    """necessity.json, necessity.txt, the heat map and (with validation) the scatter plot in `folder`."""
     atomic_write_bytes(folder / "necessity.json", (json.dumps(result.to_json(), indent=2) + "\n").encode())
     text = profile_table(result) + "\n\n" + validation_table(result) + "\n" + "\n".join(result.notes) + "\n"
     atomic_write_bytes(folder / "necessity.txt", text.encode())

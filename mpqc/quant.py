@@ -34,14 +34,17 @@ _STORAGE: dict[tuple[int, bool], type] = {
 
 
 def int_range(bits: int, signed: bool) -> tuple[int, int]:
+    """The integer range of a `bits`-wide type."""
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
 def storage_dtype(bits: int, signed: bool) -> np.dtype:
+    """The numpy type that stores `bits`-wide integers (ml_dtypes below 8 bits)."""
     return np.dtype(_STORAGE[(bits, signed)])
 
 
 def ir_dtype(bits: int, signed: bool) -> ir.DataType:
+    """The ONNX type of `bits`-wide integers."""
     return ir.DataType.from_numpy(storage_dtype(bits, signed))
 
 
@@ -77,11 +80,11 @@ def activation_qparams(lo: float, hi: float, bits: int, symmetric: bool) -> QPar
     if symmetric:
         qmin, qmax = int_range(bits, True)
         scale = max(max(-lo, hi) / qmax, float(_EPS))
-        return QParams(np.float32(scale), np.int32(0), bits, True, None)
+        return QParams(np.asarray(scale, np.float32), np.asarray(0, np.int32), bits, True, None)
     qmin, qmax = int_range(bits, False)
     scale = max((hi - lo) / (qmax - qmin), float(_EPS))
     zp = int(np.clip(np.round(qmin - lo / np.float32(scale)), qmin, qmax))
-    return QParams(np.float32(scale), np.int32(zp), bits, False, None)
+    return QParams(np.asarray(scale, np.float32), np.asarray(zp, np.int32), bits, False, None)
 
 
 def weight_range(bits: int, reduce_range: bool = False) -> tuple[int, int]:
@@ -160,9 +163,11 @@ def quantize(x: np.ndarray, params: QParams) -> np.ndarray:
 
 
 def dequantize(q: np.ndarray, params: QParams) -> np.ndarray:
+    """Integers back to floats: (q - zero point) * scale, as ONNX DequantizeLinear."""
     scale, zp = _broadcast(params, np.ndim(q))
     return ((np.asarray(q, dtype=np.int32) - zp).astype(np.float32) * scale).astype(np.float32)
 
 
 def fake_quantize(x: np.ndarray, params: QParams) -> np.ndarray:
+    """Quantize then dequantize: the values a QDQ pair lets through."""
     return dequantize(quantize(x, params), params)

@@ -1,13 +1,15 @@
 """Activation ranges from collected statistics: min-max, percentile, MSE-optimal.
 
-Pure functions of (statistics, bits): one calibration serves every scheme."""
+Pure functions of (statistics, bits): one calibration serves every scheme. Percentile and
+MSE work on the histogram, which leaves out mask sentinels (see `mpqc.stats`): those
+saturate to the end of the chosen range."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from mpqc.histogram import TensorStats
 from mpqc.quant import activation_qparams
+from mpqc.stats import TensorStats
 
 __all__ = ["ACTIVATION_METHODS", "activation_range"]
 
@@ -17,12 +19,19 @@ ACTIVATION_METHODS = ("minmax", "percentile", "mse")
 def activation_range(
     stats: TensorStats, bits: int, symmetric: bool, method: str = "minmax", percentile: float = 99.99
 ) -> tuple[float, float]:
+    """The (low, high) range of one activation tensor at `bits` by `method`."""
     if method not in ACTIVATION_METHODS:
         raise ValueError(f"unknown calibration method {method!r}; use one of {', '.join(ACTIVATION_METHODS)}")
+    if stats.count == 0:  # never seen a finite value
+        return 0.0, 0.0
     lo, hi = min(stats.min, 0.0), max(stats.max, 0.0)
-    if method == "minmax" or stats.counts is None or stats.count == 0:
+    if method == "minmax" or stats.counts is None:
         return lo, hi
+    bulk_lo, bulk_hi = stats.bulk_range
+    lo, hi = min(bulk_lo, 0.0), max(bulk_hi, 0.0)
     centers, counts = stats.centers, stats.counts.astype(np.float64)
+    if counts.sum() == 0:
+        return lo, hi
     if method == "percentile":
         found = _percentile_range(centers, counts, lo, hi, symmetric, percentile)
     else:

@@ -1,4 +1,4 @@
-"""The exact optimiser: per-layer (weight bits, activation bits) choices under a budget,
+"""The exact optimiser: per-layer precision choices under a budget,
 on additive per-layer proxies, solved as a 0/1 integer program (scipy's HiGHS `milp`).
 
 Each layer l takes one precision p; x[l,p] in {0,1}, sum_p x[l,p] = 1. Costs c_m[l,p] for
@@ -8,14 +8,14 @@ and the loss QAT cannot recover) gives a Pareto set of distinct candidate scheme
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from mpqc.scheme import LayerPrecision, Scheme
-from mpqc.targets.base import Precision
+from mpqc.precision import Precision
+from mpqc.scheme import Scheme
 
 __all__ = ["LayerOptions", "solve", "pareto_candidates"]
 
@@ -40,7 +40,9 @@ def solve(
         [np.asarray(loss[i] if loss is not None else o.loss, float) for i, o in enumerate(options)]
     )
     objective = objective + 1e-9 * np.arange(n)  # deterministic tie-break: earlier options first
-    rows, lower, upper = [], [], []
+    rows: list[np.ndarray] = []
+    lower: list[float] = []
+    upper: list[float] = []
     start = 0
     for size in sizes:
         row = np.zeros(n)
@@ -61,11 +63,11 @@ def solve(
     )
     if not result.success or result.x is None:
         return None
-    chosen: dict[str, LayerPrecision] = {}
+    chosen: dict[str, Precision] = {}
     start = 0
     for option, size in zip(options, sizes):
         pick = int(np.argmax(result.x[start : start + size]))
-        chosen[option.layer] = LayerPrecision(*option.precisions[pick])
+        chosen[option.layer] = option.precisions[pick]
         start += size
     return Scheme(chosen)
 
@@ -77,7 +79,7 @@ def cheapest(options: Sequence[LayerOptions], metric: str) -> float:
 def pareto_candidates(
     options: Sequence[LayerOptions],
     limits: dict[str, float],
-    objectives: dict[str, Sequence[Sequence[float]]],
+    objectives: Mapping[str, Sequence[Sequence[float]]],
     levels: int = 6,
 ) -> list[tuple[Scheme, str, float]]:
     """Distinct schemes: for each objective, the optimum at the budget and at `levels`

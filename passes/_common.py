@@ -59,3 +59,24 @@ def restore_weights(proto: onnx.ModelProto, saved: dict[str, bytes]) -> None:
     for tensor in proto.graph.initializer:
         if tensor.name in saved and not tensor.raw_data:
             tensor.raw_data = saved[tensor.name]
+
+
+def name_of(value: ir.Value | None) -> str:
+    """A value's name ('' for a missing optional input)."""
+    return "" if value is None or value.name is None else value.name
+
+
+def input_at(node: ir.Node, index: int) -> ir.Value:
+    """A required input of a node."""
+    value = node.inputs[index] if index < len(node.inputs) else None
+    if value is None:
+        raise ValueError(f"node {node.name} ({node.op_type}) has no input {index}")
+    return value
+
+
+def const_of(value: ir.Value | None) -> np.ndarray:
+    """The constant behind a value that must be one (a weight, a scale, a zero point)."""
+    array = const_array(value)
+    if array is None:
+        raise ValueError(f"value {name_of(value)} is not a constant")
+    return array

@@ -15,7 +15,7 @@ import math
 
 import networkx as nx
 import onnx_ir as ir
-from mpqc.passes._common import const_array, note, notes
+from mpqc.passes._common import const_array, const_of, name_of, note, notes
 
 from mpqc.analysis import (
     FLOAT_OPS,
@@ -31,6 +31,8 @@ ANALYSIS_KEY = "mpqc.analysis"
 
 @dataclasses.dataclass
 class AnalysisResult(ir.passes.PassResult):
+    """The pass result, with the analysis it wrote into `model.meta`."""
+
     analysis: Analysis | None = None
 
 
@@ -137,7 +139,7 @@ def _layer(node: ir.Node) -> tuple[Layer | None, str]:
             channel_axis=axis,
             groups=groups,
             macs=_macs(node.op_type, weight.shape, out_shape, groups),
-            params=int(weight.size) + (0 if bias is None else int(const_array(bias).size)),  # type: ignore[union-attr]
+            params=int(weight.size) + (0 if bias is None else int(const_of(bias).size)),
         ),
         "",
     )
@@ -151,9 +153,10 @@ def _shape(value: ir.Value) -> tuple[int | str | None, ...] | None:
 
 def _macs(op: str, w_shape: tuple[int, ...], out: tuple[int | str | None, ...] | None, groups: int) -> int | None:
     """Multiply-accumulates for one sample (the first output dimension is the batch)."""
-    if out is None or not all(isinstance(d, int) for d in out[1:]):
+    dims = [d for d in (out or ())[1:] if isinstance(d, int)]
+    if out is None or len(dims) != len(out) - 1:
         return None
-    per_sample = math.prod(out[1:])  # type: ignore[arg-type]
+    per_sample = math.prod(dims)
     if op == "Conv":
         return per_sample * math.prod(w_shape[1:])
     if op == "ConvTranspose":
@@ -179,7 +182,7 @@ def _activation_tensors(graph: ir.Graph, layers: list[Layer]) -> tuple[str, ...]
         if node.op_type in INTEGER_OPS + SHARED_SCALE_OPS or node.op_type == "Relu":
             for value in (*node.inputs, *node.outputs):
                 if _float_activation(value):
-                    names[value.name] = None  # type: ignore[index]
+                    names[name_of(value)] = None
     return tuple(names)
 
 
@@ -187,15 +190,15 @@ def _shared_groups(graph: ir.Graph) -> tuple[tuple[str, ...], ...]:
     ties = nx.Graph()
     for node in graph:
         if node.op_type in SHARED_SCALE_OPS and node.inputs and _float_activation(node.inputs[0]):
-            ties.add_edge(node.inputs[0].name, node.outputs[0].name)  # type: ignore[union-attr]
+            ties.add_edge(name_of(node.inputs[0]), name_of(node.outputs[0]))
     return tuple(tuple(sorted(c)) for c in sorted(nx.connected_components(ties), key=lambda c: sorted(c)[0]))
 
 
 def _combined(graph: ir.Graph) -> tuple[tuple[str, ...], ...]:
-    groups = []
+    groups: list[tuple[str, ...]] = []
     for node in graph:
         if node.op_type in ("Add", "Concat"):
-            acts = [v.name for v in node.inputs if _float_activation(v)]
+            acts = [name_of(v) for v in node.inputs if _float_activation(v)]
             if len(acts) > 1:
-                groups.append(tuple(acts))  # type: ignore[arg-type]
+                groups.append(tuple(acts))
     return tuple(groups)

@@ -23,10 +23,11 @@ class FoldBatchNormPass(ir.passes.InPlacePass):
         for bn in list(model.graph):
             if bn.op_type != "BatchNormalization" or bn.domain != "" or len(bn.outputs) != 1:
                 continue
-            conv = bn.inputs[0].producer() if bn.inputs[0] is not None else None
-            if conv is None or conv.op_type not in _FOLDABLE or conv.domain != "":
+            source = bn.inputs[0]
+            conv = source.producer() if source is not None else None
+            if source is None or conv is None or conv.op_type not in _FOLDABLE or conv.domain != "":
                 continue
-            if len(bn.inputs[0].uses()) != 1 or bn.inputs[0].is_graph_output():
+            if len(source.uses()) != 1 or source.is_graph_output():
                 continue
             params = [const_array(v) for v in bn.inputs[1:5]]
             weight = const_array(conv.inputs[1])

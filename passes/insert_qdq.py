@@ -16,43 +16,46 @@ import dataclasses
 
 import numpy as np
 import onnx_ir as ir
-from mpqc.passes._common import const_array, opset_version
+from mpqc.passes._common import const_array, input_at, name_of, opset_version
 from onnx_ir.passes.common import TopologicalSortPass
 
 from mpqc.analysis import INTEGER_OPS, SHARED_SCALE_OPS, Analysis, Layer
-from mpqc.calibrate import Calibration
 from mpqc.errors import MpqcError
+from mpqc.precision import Precision
 from mpqc.quant import QParams, activation_qparams, weight_qparams
 from mpqc.ranges import activation_range
-from mpqc.scheme import LayerPrecision, Scheme
+from mpqc.recipe import Recipe
+from mpqc.scheme import Scheme
+from mpqc.stats import Calibration
 
 
 @dataclasses.dataclass
 class QDQResult(ir.passes.PassResult):
+    """The pass result, with the bytes the quantized weights take."""
+
     #: Bytes of all layer weights at their stored widths (float layers at 4 bytes a value).
     weight_bytes: int = 0
 
 
 class InsertQDQPass(ir.passes.InPlacePass):
+    """Quantizes the layers of `analysis` as `scheme` says, with ranges from `calibration`
+    computed by `recipe`. `int8_kernels` lowers for a CPU whose only fast low-bit kernels
+    are int8: every layer with quantized weights and activations becomes an int8 kernel
+    holding its b-bit levels in int8 (what `ort-cpu` prices)."""
+
     def __init__(
         self,
         analysis: Analysis,
         scheme: Scheme,
         calibration: Calibration,
-        activation_method: str = "minmax",
-        weight_method: str = "auto",
-        percentile: float = 99.99,
-        reduce_range: bool = True,
+        recipe: Recipe | None = None,
         int8_kernels: bool = False,
     ) -> None:
         super().__init__()
         self.analysis = analysis
         self.scheme = scheme.bound_to(analysis.layer_names)
         self.calibration = calibration
-        self.activation_method = activation_method
-        self.weight_method = weight_method
-        self.percentile = percentile
-        self.reduce_range = reduce_range
+        self.recipe = recipe or Recipe()
         self.int8_kernels = int8_kernels
 
     def requires(self, model: ir.Model) -> None:
@@ -76,19 +79,19 @@ class InsertQDQPass(ir.passes.InPlacePass):
         cache: dict[tuple[int, int, bool], ir.Value] = {}
         for name, layer in layers.items():
             prec, node = self.scheme[name], nodes[name]
-            if prec.a_bits is None:
+            bits = prec.a_bits
+            if not prec.quantizes_activations or bits is None:
                 continue
-            current = node.inputs[0]
-            assert current is not None
+            current = input_at(node, 0)
             source = _region_source(current, region)
-            if source is not None and prec.a_bits == 8 and not prec.a_symmetric:
+            if source is not None and bits == 8 and not prec.a_symmetric:
                 read_params[name] = region[source][0]
                 continue
-            key = (id(current), prec.a_bits, prec.a_symmetric)
-            params = self._activation(layer.activation, prec.a_bits, prec.a_symmetric)
+            key = (id(current), bits, prec.a_symmetric)
+            params = self._activation(layer.activation, bits, prec.a_symmetric)
             if key not in cache:
                 cache[key] = self._qdq_before(node, current, params, layer.activation)
-                if self._lowered(prec) and prec.a_bits < 8:
+                if self._lowered(prec) and bits < 8:
                     cache[key] = self._qdq_before(
                         node, cache[key], _in_8bit(params), f"{layer.activation}_container", role="container"
                     )
@@ -113,7 +116,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
             if out is None or out.is_graph_output():
                 continue
             acts = [v for v in node.inputs if v is not None and const_array(v) is None]
-            layer = layers.get(node.name)
+            layer = layers.get(node.name or "")
             if layer is not None:
                 if self._lowered(self.scheme[layer.name]):
                     region[out] = (self._region_params(out), True)
@@ -128,9 +131,11 @@ class InsertQDQPass(ir.passes.InPlacePass):
                 region[out] = (self._region_params(out), True)
         return region
 
-    def _lowered(self, prec: LayerPrecision) -> bool:
+    def _lowered(self, prec: Precision) -> bool:
         """Runs as an int8 kernel: w8a8 always; any quantized weight and activation when
         lowering for a CPU whose only fast low-bit kernels are int8 (`int8_kernels`)."""
+        if prec.form != "qdq":
+            return False
         if self.int8_kernels:
             return prec.w_bits is not None and prec.a_bits is not None
         return prec.w_bits == 8 and prec.a_bits == 8
@@ -138,7 +143,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
     def _region_params(self, out: ir.Value) -> QParams:
         """uint8 params for a producer's output; absorbs a lone following ReLU when exact."""
         range_name = out.name or ""
-        uses = out.uses()
+        uses = list(out.uses())
         if len(uses) == 1 and uses[0].node.op_type == "Relu" and self._absorbable(uses[0].node, out):
             relu = uses[0].node
             relu_out = relu.outputs[0]
@@ -156,7 +161,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
             node = use.node
             if node.name in layer_names:
                 prec = self.scheme[node.name]
-                if prec.a_bits != 8 or prec.a_symmetric or use.idx != 0:
+                if not prec.quantizes_activations or prec.a_bits != 8 or prec.a_symmetric or use.idx != 0:
                     return False
             elif node.op_type not in SHARED_SCALE_OPS + INTEGER_OPS:
                 return False
@@ -166,7 +171,8 @@ class InsertQDQPass(ir.passes.InPlacePass):
     def _activation(self, tensor: str, bits: int, symmetric: bool) -> QParams:
         if tensor not in self.calibration:
             raise MpqcError(f"no calibration statistics for tensor {tensor}")
-        lo, hi = activation_range(self.calibration[tensor], bits, symmetric, self.activation_method, self.percentile)
+        method = self.recipe.method_for(tensor, bits)
+        lo, hi = activation_range(self.calibration[tensor], bits, symmetric, method, self.recipe.percentile)
         return activation_qparams(lo, hi, bits, symmetric)
 
     def _qdq_nodes(
@@ -227,14 +233,16 @@ class InsertQDQPass(ir.passes.InPlacePass):
         self._graph.register_initializer(value)
         return value
 
-    def _quantize_weight(self, node: ir.Node, layer: Layer, prec: LayerPrecision, act: QParams | None) -> int:
+    def _quantize_weight(self, node: ir.Node, layer: Layer, prec: Precision, act: QParams | None) -> int:
         weight = const_array(node.inputs[1])
         assert weight is not None
         if prec.w_bits is None:
             return int(weight.size) * 4
+        if prec.form != "qdq":
+            raise MpqcError(f"layer {layer.name}: the {prec.form} form ({prec.label}) is not emitted by this pass")
         axis = layer.channel_axis if prec.per_channel else None
-        method = self.weight_method if self.weight_method != "auto" else ("minmax" if prec.w_bits == 8 else "mse")
-        params = weight_qparams(weight, prec.w_bits, axis, prec.w_symmetric, method, self.reduce_range)
+        method = self.recipe.weight_method_for(prec.w_bits)
+        params = weight_qparams(weight, prec.w_bits, axis, prec.w_symmetric, method, self.recipe.reduce_range)
         shape = [1] * weight.ndim
         if axis is not None:
             shape[axis] = -1
@@ -260,7 +268,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
         )
         self._graph.insert_before(node, [dq])
         # quantized activations but no int8 kernel (only w8a8 is one unless lowering): guard
-        guard = not lowered and prec.a_bits is not None
+        guard = not lowered and prec.quantizes_activations
         node.replace_input_with(1, self._guard(node, dq_out, hint) if guard else dq_out)
         if lowered and act is not None and layer.bias is not None and len(node.inputs) > 2:
             self._quantize_bias(node, layer, params, act)
@@ -353,12 +361,12 @@ class _Names:
     """Fresh, readable, unique value and node names."""
 
     def __init__(self, graph: ir.Graph) -> None:
-        self.values = {v.name for n in graph for v in (*n.inputs, *n.outputs) if v is not None}
-        self.values |= set(graph.initializers) | {v.name for v in graph.inputs}
-        self.nodes = {n.name for n in graph}
+        self.values = {name_of(v) for n in graph for v in (*n.inputs, *n.outputs) if v is not None}
+        self.values |= set(graph.initializers) | {name_of(v) for v in graph.inputs}
+        self.nodes = {n.name or "" for n in graph}
 
     @staticmethod
-    def _fresh(taken: set[str | None], base: str) -> str:
+    def _fresh(taken: set[str], base: str) -> str:
         name, i = base, 0
         while name in taken:
             i += 1
@@ -367,7 +375,7 @@ class _Names:
         return name
 
     def value(self, base: str) -> str:
-        return self._fresh(self.values, base)  # type: ignore[arg-type]
+        return self._fresh(self.values, base)
 
     def node(self, base: str) -> str:
-        return self._fresh(self.nodes, base)  # type: ignore[arg-type]
+        return self._fresh(self.nodes, base)

@@ -1,41 +1,43 @@
 """Targets: what each layer costs at each precision on a runtime or a chip.
 
-`get_target("ort-cpu")` measures ONNX Runtime here; `get_target("bitserial")`, `"mcu"` or a
-path to a `.toml` file gives an analytic target."""
+The registry is the one place that knows the kinds: `get_target("ort-cpu")` measures ONNX
+Runtime here; `get_target("bitserial")`, `"mcu"` or a path to a `.toml` file gives an
+analytic target."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from mpqc.targets.analytic import AnalyticCostModel, AnalyticTarget, load_target_file
-from mpqc.targets.base import FLOAT, PRECISIONS, CostModel, Precision, Target, precision_label
+from mpqc.targets.base import CostInputs, CostModel, Measurement, Target, precisions_text
 from mpqc.targets.ort_cpu import OrtCpuCostModel, OrtCpuTarget
 
-from mpqc.errors import MpqcError
+from mpqc.errors import TargetError
 
 __all__ = [
-    "FLOAT",
-    "PRECISIONS",
     "AnalyticCostModel",
     "AnalyticTarget",
+    "CostInputs",
     "CostModel",
+    "Measurement",
     "OrtCpuCostModel",
     "OrtCpuTarget",
-    "Precision",
     "Target",
     "builtin_targets",
     "get_target",
-    "precision_label",
+    "precisions_text",
 ]
 
 _HERE = Path(__file__).resolve().parent
 
 
 def builtin_targets() -> list[Target]:
-    return [OrtCpuTarget()] + [load_target_file(p) for p in sorted(_HERE.glob("*.toml"))]
+    """ort-cpu and every target description shipped with mpqc."""
+    return [OrtCpuTarget(), *[load_target_file(p) for p in sorted(_HERE.glob("*.toml"))]]
 
 
 def get_target(spec: str | Target, threads: int = 1) -> Target:
+    """A target by name (`ort-cpu`, `bitserial`, `mcu`), a `.toml` path, or a Target."""
     if isinstance(spec, Target):
         return spec
     if spec == "ort-cpu":
@@ -46,4 +48,4 @@ def get_target(spec: str | Target, threads: int = 1) -> Target:
     if shipped.is_file():
         return load_target_file(shipped)
     names = ", ".join(t.name for t in builtin_targets())
-    raise MpqcError(f"unknown target {spec!r}; built-in targets: {names}, or a .toml file")
+    raise TargetError(f"unknown target {spec!r}; built-in targets: {names}, or a .toml file")

@@ -8,45 +8,52 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpqc.targets.base import CostModel, Precision, Target, precision_label
+from mpqc.targets.base import CostInputs, CostModel, Target
 
-from mpqc.analysis import QUANTIZABLE_OPS, Analysis, Layer
-from mpqc.errors import MpqcError
+from mpqc.analysis import Analysis, Layer
+from mpqc.errors import TargetError
+from mpqc.precision import Precision
 from mpqc.scheme import Scheme
 
 __all__ = ["AnalyticTarget", "AnalyticCostModel", "load_target_file"]
 
 _KINDS = ("bitserial", "mcu")
+#: bit-serial arrays take any weight x activation widths; float layers go to the host CPU
+_BITSERIAL = tuple(
+    Precision.parse(label)
+    for label in ("w8a8", "w4a8", "w2a8", "w8a4", "w4a4", "w2a4", "w8a2", "w4a2", "w2a2", "float")
+)
+#: what compile searches by default: activations below 4 bits rarely survive PTQ
+_BITSERIAL_SEARCHED = ("w8a8", "w4a8", "w2a8", "w4a4", "w2a4", "float")
 
 
-@dataclass(frozen=True)
 class AnalyticTarget(Target):
-    kind: str = "bitserial"
-    params: dict[str, Any] = field(default_factory=dict)
-    source: str = ""
+    """Hardware this machine cannot measure, described by a TOML file."""
 
-    def supports(self, op_type: str, precision: Precision) -> bool:
-        if op_type not in QUANTIZABLE_OPS:
-            return False
+    def __init__(self, name: str, description: str, kind: str, params: dict[str, Any], source: str = "") -> None:
+        self.name, self.description, self.kind, self.params, self.source = name, description, kind, params, source
+
+    def precisions(self) -> tuple[Precision, ...]:
         if self.kind == "mcu":
-            return precision_label(precision) in self.params["cycles_per_mac"]
-        w, a = precision
-        return (w is None) == (a is None)  # the array needs both quantized; float goes to the host
+            return tuple(Precision.parse(label) for label in self.params["cycles_per_mac"])
+        return _BITSERIAL
 
-    @property
-    def flash_bytes(self) -> int | None:
-        return self.params.get("memory", {}).get("flash_bytes") if self.kind == "mcu" else None
+    def default_space(self) -> tuple[Precision, ...]:
+        if self.kind == "mcu":
+            return self.precisions()
+        return tuple(p for p in _BITSERIAL if p.label in _BITSERIAL_SEARCHED)
 
-    @property
-    def sram_bytes(self) -> int | None:
-        return self.params.get("memory", {}).get("sram_bytes") if self.kind == "mcu" else None
+    def runs(self, layer: Layer, precision: Precision) -> bool:
+        return precision.form == "qdq" and super().runs(layer, precision)
 
-    def cost_model(self, analysis: Analysis) -> AnalyticCostModel:
-        return AnalyticCostModel(self, analysis)
+    def cost_model(self, inputs: CostInputs) -> AnalyticCostModel:
+        return AnalyticCostModel(self, inputs.prepared.analysis)
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "kind": self.kind, "file": self.source}
 
 
 def _elements(shape: tuple[int | str | None, ...] | None) -> int:
@@ -56,6 +63,8 @@ def _elements(shape: tuple[int | str | None, ...] | None) -> int:
 
 
 class AnalyticCostModel(CostModel):
+    """Costs from the target file's formulas (see the shipped .toml files)."""
+
     def __init__(self, target: AnalyticTarget, analysis: Analysis) -> None:
         self.target = target
         self.analysis = analysis
@@ -67,12 +76,12 @@ class AnalyticCostModel(CostModel):
     def _cost(self, layer: Layer, precision: Precision) -> float:
         p = self.target.params
         macs = layer.macs or 0
-        if not self.target.supports(layer.op_type, precision):
+        if not self.target.runs(layer, precision):
             return math.inf
         if self.target.kind == "mcu":
-            cycles = macs * p["cycles_per_mac"][precision_label(precision)] + p["compute"]["layer_overhead_cycles"]
+            cycles = macs * p["cycles_per_mac"][precision.label] + p["compute"]["layer_overhead_cycles"]
             return cycles / p["compute"]["frequency_hz"]
-        w, a = precision
+        w, a = precision.w_bits, precision.a_bits
         elems = _elements(layer.input_shape) + _elements(layer.output_shape)
         if w is None or a is None:
             compute = macs / p["float"]["macs_per_second"]
@@ -85,11 +94,7 @@ class AnalyticCostModel(CostModel):
 
     def latency(self, scheme: Scheme) -> float:
         """Sum of the layers' costs; ops other than layers are taken as free (fused)."""
-        return sum(self._cost(layer, _pair(scheme, layer.name)) for layer in self.analysis.layers)
-
-
-def _pair(scheme: Scheme, layer: str) -> Precision:
-    return (scheme[layer].w_bits, scheme[layer].a_bits)
+        return sum(self._cost(layer, scheme[layer.name]) for layer in self.analysis.layers)
 
 
 _SCHEMA: dict[str, dict[str, dict[str, type]]] = {
@@ -106,40 +111,44 @@ _SCHEMA: dict[str, dict[str, dict[str, type]]] = {
 
 
 def load_target_file(path: str | Path) -> AnalyticTarget:
-    """Parse and validate; a malformed file is an `MpqcError` naming the key."""
+    """Parse and validate; a malformed file is an `TargetError` naming the key."""
     path = Path(path)
     if not path.is_file():
-        raise MpqcError(f"target file not found: {path}")
+        raise TargetError(f"target file not found: {path}")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise TargetError(f"target file {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        raise MpqcError(f"target file {path} is not valid TOML: {exc}") from None
+        raise TargetError(f"target file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise TargetError(f"cannot read target file {path}: {exc.strerror}") from None
     where = path.name
     for key in ("name", "kind"):
         if not isinstance(data.get(key), str):
-            raise MpqcError(f"{where}: key '{key}' must be a string")
+            raise TargetError(f"{where}: key '{key}' must be a string")
     kind = data["kind"]
     if kind not in _KINDS:
-        raise MpqcError(f"{where}: key 'kind' must be one of {', '.join(_KINDS)}, got {kind!r}")
+        raise TargetError(f"{where}: key 'kind' must be one of {', '.join(_KINDS)}, got {kind!r}")
     for table, keys in _SCHEMA[kind].items():
         section = data.get(table)
         if not isinstance(section, dict):
-            raise MpqcError(f"{where}: missing table [{table}]")
+            raise TargetError(f"{where}: missing table [{table}]")
         for key in keys:
             value = section.get(key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-                raise MpqcError(f"{where}: key '{table}.{key}' must be a non-negative number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+                raise TargetError(f"{where}: key '{table}.{key}' must be a non-negative number, got {value!r}")
             if key != "layer_overhead_cycles" and value == 0:
-                raise MpqcError(f"{where}: key '{table}.{key}' must be positive")
+                raise TargetError(f"{where}: key '{table}.{key}' must be positive")
     if kind == "mcu":
-        table = data.get("cycles_per_mac")
-        if not isinstance(table, dict) or not table:
-            raise MpqcError(f"{where}: missing table [cycles_per_mac]")
-        for label, value in table.items():
+        cycles = data.get("cycles_per_mac")
+        if not isinstance(cycles, dict) or not cycles:
+            raise TargetError(f"{where}: missing table [cycles_per_mac]")
+        for label, value in cycles.items():
             if label != "float" and not _valid_label(label):
-                raise MpqcError(f"{where}: key 'cycles_per_mac.{label}' is not a precision like w4a8 or float")
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise MpqcError(f"{where}: key 'cycles_per_mac.{label}' must be a positive number, got {value!r}")
+                raise TargetError(f"{where}: key 'cycles_per_mac.{label}' is not a precision like w4a8 or float")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+                raise TargetError(f"{where}: key 'cycles_per_mac.{label}' must be a positive number, got {value!r}")
     return AnalyticTarget(data["name"], str(data.get("description", "")), kind, data, str(path))
 
 

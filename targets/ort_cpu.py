@@ -6,16 +6,16 @@ weight-only layers dequantize their weights and run in float, float layers run i
 ONNX Runtime's own graph optimizer then decides fusions, layouts and the Quantize/
 Dequantize nodes left at the borders of integer regions.
 
-Costs come from ONNX Runtime's profiler on a few uniform and alternating variants of the
-model: every optimized node's median time, keyed by what it is (a layer's kernel, an
-activation's Quantize/Dequantize, another op). A scheme's latency is predicted by asking
-ONNX Runtime for the optimized graph of the lowered scheme (no run) and adding its nodes'
-measured times, plus the per-run overhead; boundary costs therefore follow the neighbours.
+Costs come from ONNX Runtime's profiler on the uniform variant of every precision in the
+search space and two alternating variants (int8/float borders): every optimized node's
+median time, keyed by what it is. A scheme's latency is predicted by asking ONNX Runtime
+for the optimized graph of the lowered scheme (no run) and adding its nodes' measured
+times; boundary costs therefore follow the neighbours. Only the variants the search
+space uses are built, so no model ONNX Runtime cannot run is ever profiled.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -25,40 +25,34 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-from mpqc.targets.base import CostModel, Precision, Target
+from mpqc.targets.base import CostInputs, CostModel, Measurement, Target
 
-from mpqc.analysis import QUANTIZABLE_OPS, Analysis
-from mpqc.calibrate import Calibration
-from mpqc.scheme import LayerPrecision, Scheme
+from mpqc.analysis import QUANTIZABLE_OPS, Analysis, Layer
+from mpqc.cache import Cache, content_key
+from mpqc.emit import emit
+from mpqc.errors import TargetError
+from mpqc.frontend import Prepared
+from mpqc.precision import FLOAT, W8A8, Precision
+from mpqc.scheme import Scheme
+from mpqc.stats import Calibration
 
-__all__ = ["OrtCpuTarget", "OrtCpuCostModel", "Measurement", "cache_dir"]
+__all__ = ["OrtCpuTarget", "OrtCpuCostModel"]
 
 _TOKEN = re.compile(r"(_token_\d+)+$")
 _ACT_QDQ = re.compile(r"^(?P<tensor>.+?)(_container)?(_a(?P<bits>\d))?_(Q|DQ)$")
-#: Variants profiled to cover every node kind a lowered scheme can contain.
-_VARIANTS: tuple[tuple[str, Precision | None], ...] = (
-    ("float", (None, None)),
-    ("w8a8", (8, 8)),
-    ("w4a4", (4, 4)),
-    ("w2a2", (2, 2)),
-    ("wfa8", (None, 8)),
-    ("w8af", (8, None)),
-    ("w4af", (4, None)),
-    ("w2af", (2, None)),
-    ("alternate-int8", None),
-    ("alternate-float", None),
-)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MPQC_CACHE_DIR", Path.home() / ".cache" / "mpqc"))
+#: the precisions ort-cpu runs; every layer with quantized activations is an int8 kernel
+#: there, so sub-8-bit activations and weights with activations buy neither speed nor size
+_SPACE = (W8A8, Precision(8, None), Precision(4, None), FLOAT)
+#: variants beside the uniform ones: borders between int8 and float layers
+_ALTERNATES = ("alternate-int8", "alternate-float")
+_CACHE_VERSION = 6
 
 
 def _cpu_model() -> str:
@@ -71,30 +65,27 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-@dataclass(frozen=True)
-class Measurement:
-    median_s: float
-    iqr_s: float
-    runs: int
-
-    def to_json(self) -> dict[str, float]:
-        return {"median_ms": self.median_s * 1e3, "iqr_ms": self.iqr_s * 1e3, "runs": self.runs}
-
-
-@dataclass(frozen=True)
 class OrtCpuTarget(Target):
-    name: str = "ort-cpu"
-    description: str = "ONNX Runtime CPU execution provider on this machine, measured (int8 kernels only)"
-    threads: int = 1
-    warmup: int = 10
-    repeats: int = 50
+    """ONNX Runtime's CPU provider here, measured with `threads` threads (`warmup` and `repeats` runs)."""
 
-    def supports(self, op_type: str, precision: Precision) -> bool:
-        return op_type in QUANTIZABLE_OPS
+    name = "ort-cpu"
+    description = "ONNX Runtime CPU execution provider on this machine, measured"
+    measures = True
+    int8_kernels = True
 
-    @property
-    def measurable(self) -> bool:
-        return True
+    def __init__(self, threads: int = 1, warmup: int = 10, repeats: int = 50) -> None:
+        if threads < 1 or warmup < 0 or repeats < 4:
+            raise TargetError("ort-cpu needs threads >= 1, warmup >= 0 and repeats >= 4")
+        self.threads, self.warmup, self.repeats = threads, warmup, repeats
+
+    def precisions(self) -> tuple[Precision, ...]:
+        return _SPACE
+
+    def runs(self, layer: Layer, precision: Precision) -> bool:
+        return layer.op_type in QUANTIZABLE_OPS and super().runs(layer, precision)
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "threads": self.threads, "cpu": _cpu_model(), "onnxruntime": ort.__version__}
 
     # -- running ---------------------------------------------------------------------------
     def session(self, payload: bytes, profile: bool = False, optimized_path: str | None = None) -> ort.InferenceSession:
@@ -108,19 +99,6 @@ class OrtCpuTarget(Target):
         if optimized_path:
             options.optimized_model_filepath = optimized_path
         return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
-
-    def measure(self, payload: bytes, feed: dict[str, np.ndarray], repeats: int | None = None) -> Measurement:
-        """Median and interquartile range of wall time per run (batch of `feed`)."""
-        session = self.session(payload)
-        for _ in range(self.warmup):
-            session.run(None, feed)
-        times = []
-        for _ in range(repeats or self.repeats):
-            start = time.perf_counter()
-            session.run(None, feed)
-            times.append(time.perf_counter() - start)
-        q = statistics.quantiles(times, n=4)
-        return Measurement(statistics.median(times), q[2] - q[0], len(times))
 
     def measure_interleaved(
         self, payloads: list[bytes], feed: dict[str, np.ndarray], rounds: int | None = None
@@ -170,51 +148,56 @@ class OrtCpuTarget(Target):
         return [(node.op_type, node.name) for node in model.graph.node]
 
     # -- cost model ------------------------------------------------------------------------
-    def cost_model(self, prepared: Any, feed: dict[str, np.ndarray], use_cache: bool = True) -> OrtCpuCostModel:
+    def cost_model(self, inputs: CostInputs) -> OrtCpuCostModel:
         """Profile the variants (or read them from the cache) for this model and input."""
-        key = self._cache_key(prepared, feed)
-        path = cache_dir() / "ort-cpu" / f"{key}.json"
-        if use_cache and path.exists():
-            try:
-                return OrtCpuCostModel.from_json(self, prepared, json.loads(path.read_text()), cached=True)
-            except (ValueError, KeyError):
-                pass  # a stale or foreign file: measure again
-        model = OrtCpuCostModel(self, prepared, cache_key=key)
+        prepared, feed = inputs.prepared, inputs.sample_feed()
+        key = content_key(
+            {
+                "model": prepared.digest(),
+                "threads": self.threads,
+                "repeats": self.repeats,
+                "ort": ort.__version__,
+                "cpu": _cpu_model(),
+                "feed": {k: list(v.shape) for k, v in sorted(feed.items())},
+                "variants": _variant_labels(),
+            }
+        )
+        cache = Cache("ort-cpu", _CACHE_VERSION, enabled=inputs.use_cache)
+        cached = cache.get(key, lambda data: OrtCpuCostModel.from_json(self, prepared, data, cached=True))
+        if cached is not None:
+            cached.use_feed(feed)
+            return cached
+        model = OrtCpuCostModel(self, prepared)
+        model.use_feed(feed)
+        labels = _variant_labels()
         payloads = model.variant_payloads()
-        labels = [label for label, _ in _VARIANTS]
-        profiles = {label: self.profile_nodes(payload, feed) for label, payload in zip(labels, payloads)}
+        profiles = {}
+        start = time.perf_counter()
+        for i, (label, payload) in enumerate(zip(labels, payloads)):
+            inputs.say(
+                f"ort-cpu: profiling variant {i + 1}/{len(labels)} ({label}), {time.perf_counter() - start:.0f}s"
+            )
+            profiles[label] = self.profile_nodes(payload, feed)
+        inputs.say(f"ort-cpu: timing the {len(labels)} variants interleaved")
         walls = self.measure_interleaved(payloads, feed, rounds=2 * self.repeats)
         model.set_profiles(profiles, {label: wall.median_s for label, wall in zip(labels, walls)})
         model.spreads = {label: wall.iqr_s for label, wall in zip(labels, walls)}
-        from mpqc.modelio import atomic_write_bytes
-
-        atomic_write_bytes(path, json.dumps(model.to_json(), indent=1, sort_keys=True).encode())
+        cache.put(key, model.to_json())
         return model
 
-    def _cache_key(self, prepared: Any, feed: dict[str, np.ndarray]) -> str:
-        digest = hashlib.sha256(prepared.proto.SerializeToString(deterministic=True)).hexdigest()
-        parts = [
-            digest,
-            self.name,
-            f"threads={self.threads}",
-            f"repeats={self.repeats}",
-            f"ort={ort.__version__}",
-            _cpu_model(),
-            json.dumps({k: list(v.shape) for k, v in sorted(feed.items())}),
-        ]
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+def _variant_labels() -> list[str]:
+    return [p.label for p in _SPACE] + list(_ALTERNATES)
 
 
-def _variant(analysis: Analysis, label: str, precision: Precision | None) -> Scheme:
+def _variant(analysis: Analysis, label: str) -> Scheme:
     names = analysis.layer_names
-    if precision is not None:
-        return Scheme.uniform(names, LayerPrecision(*precision))
-    first = LayerPrecision(8, 8) if label == "alternate-int8" else LayerPrecision(None, None)
-    second = LayerPrecision(None, None) if label == "alternate-int8" else LayerPrecision(8, 8)
+    if label not in _ALTERNATES:
+        return Scheme.uniform(names, Precision.parse(label))
+    first, second = (W8A8, FLOAT) if label == "alternate-int8" else (FLOAT, W8A8)
     return Scheme({name: (first if i % 2 == 0 else second) for i, name in enumerate(names)})
 
 
-@dataclass
 class OrtCpuCostModel(CostModel):
     """Measured costs of one model on `ort-cpu`.
 
@@ -222,35 +205,30 @@ class OrtCpuCostModel(CostModel):
     the profiled times scaled so each variant's nodes add up to its wall time (the profiler
     inflates graphs by different amounts), then the median over variants per node."""
 
-    target: OrtCpuTarget
-    prepared: Any
-    cache_key: str = ""
-    cached: bool = False
-    profiles: dict[str, dict[str, float]] = field(default_factory=dict)
-    walls: dict[str, float] = field(default_factory=dict)
-    #: interquartile range of each variant's measured wall time
-    spreads: dict[str, float] = field(default_factory=dict)
-    #: derived: node key -> seconds; op_type -> seconds (fallback); variant -> layer -> seconds
-    nodes: dict[str, float] = field(default_factory=dict)
-    op_median: dict[str, float] = field(default_factory=dict)
-    variant_layers: dict[str, dict[str, float]] = field(default_factory=dict)
+    measures = True
 
-    def __post_init__(self) -> None:
-        self.analysis = self.prepared.analysis
-        self._owner = _Attribution(self.analysis, self.prepared)
+    def __init__(self, target: OrtCpuTarget, prepared: Prepared, cached: bool = False) -> None:
+        self.target, self.prepared, self.cached = target, prepared, cached
+        self.analysis = prepared.analysis
+        self.profiles: dict[str, dict[str, float]] = {}
+        self.walls: dict[str, float] = {}
+        #: interquartile range of each variant's measured wall time
+        self.spreads: dict[str, float] = {}
+        #: derived: node key -> seconds; op type -> seconds (fallback); variant -> layer -> seconds
+        self.nodes: dict[str, float] = {}
+        self.op_median: dict[str, float] = {}
+        self.variant_layers: dict[str, dict[str, float]] = {}
+        self._owner = _Attribution(self.analysis, prepared)
+        self._feed: dict[str, np.ndarray] | None = None
 
     # -- building --------------------------------------------------------------------------
     def lower(self, scheme: Scheme) -> bytes:
-        from onnx_ir import serde
-
-        from mpqc.api import emit_qdq
-
+        """The model ONNX Runtime runs for `scheme` here (placeholder ranges: for timing only)."""
         calibration = Calibration.placeholder(self.analysis.activation_tensors)
-        result = emit_qdq(self.prepared, scheme, calibration, int8_kernels=True)
-        return serde.serialize_model(result.model).SerializeToString()
+        return emit(self.prepared, scheme, calibration, int8_kernels=True).payload()
 
     def variant_payloads(self) -> list[bytes]:
-        return [self.lower(_variant(self.analysis, label, precision)) for label, precision in _VARIANTS]
+        return [self.lower(_variant(self.analysis, label)) for label in _variant_labels()]
 
     def set_profiles(self, profiles: dict[str, dict[tuple[str, str], float]], walls: dict[str, float]) -> None:
         self.profiles = {
@@ -281,8 +259,9 @@ class OrtCpuCostModel(CostModel):
 
     # -- queries ---------------------------------------------------------------------------
     def layer_cost(self, layer: str, precision: Precision) -> float:
-        label = _label(precision)
-        table = self.variant_layers.get(label) or self.variant_layers.get(_lowered_label(precision), {})
+        table = self.variant_layers.get(precision.label)
+        if table is None:
+            raise TargetError(f"ort-cpu has no profile for {precision.label}; it runs {', '.join(self.walls)}")
         return table.get(layer, 0.0)
 
     def latency(self, scheme: Scheme) -> float:
@@ -299,23 +278,41 @@ class OrtCpuCostModel(CostModel):
             total += seconds
         return total, fallbacks
 
-    def to_json(self) -> dict[str, Any]:
+    def use_feed(self, feed: dict[str, np.ndarray]) -> None:
+        """The sample `measure` runs with (the one the variants were profiled with)."""
+        self._feed = feed
+
+    def measure(self, schemes: Sequence[Scheme]) -> list[Measurement]:
+        if self._feed is None:
+            raise TargetError("ort-cpu: no sample input to measure with")
+        return self.target.measure_interleaved([self.lower(s) for s in schemes], self._feed)
+
+    def measured_uniform(self) -> dict[str, Measurement]:
         return {
-            "version": 5,
-            "cache_key": self.cache_key,
-            "profiles": self.profiles,
-            "walls": self.walls,
-            "spreads": self.spreads,
+            label: Measurement(wall, self.spreads.get(label, 0.0), 2 * self.target.repeats)
+            for label, wall in self.walls.items()
+            if label not in _ALTERNATES
         }
 
+    def info(self) -> dict[str, Any]:
+        return {"cached": self.cached, "variants": list(self.walls)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"profiles": self.profiles, "walls": self.walls, "spreads": self.spreads}
+
     @classmethod
-    def from_json(cls, target: OrtCpuTarget, prepared: Any, data: dict[str, Any], cached: bool) -> OrtCpuCostModel:
-        if data.get("version") != 5:
-            raise ValueError("cache version")
-        model = cls(target, prepared, cache_key=data["cache_key"], cached=cached)
-        model.profiles = {k: dict(v) for k, v in data["profiles"].items()}
-        model.set_walls(dict(data["walls"]))
-        model.spreads = dict(data["spreads"])
+    def from_json(cls, target: OrtCpuTarget, prepared: Prepared, data: Any, cached: bool) -> OrtCpuCostModel:
+        """Raises on anything but a complete table for the current variants."""
+        labels = _variant_labels()
+        if set(data["walls"]) != set(labels) or set(data["profiles"]) != set(labels):
+            raise ValueError("variants differ")
+        for value in list(data["walls"].values()) + list(data["spreads"].values()):
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError("bad time")
+        model = cls(target, prepared, cached=cached)
+        model.profiles = {k: {n: float(t) for n, t in v.items()} for k, v in data["profiles"].items()}
+        model.set_walls({k: float(v) for k, v in data["walls"].items()})
+        model.spreads = {k: float(v) for k, v in data["spreads"].items()}
         return model
 
 
@@ -323,26 +320,11 @@ def _key(op: str, name: str) -> str:
     return f"{op}|{_TOKEN.sub('', name)}"
 
 
-def _label(precision: Precision) -> str:
-    w, a = precision
-    return "float" if w is None and a is None else f"w{'f' if w is None else w}a{'f' if a is None else a}"
-
-
-def _lowered_label(precision: Precision) -> str:
-    """The profiled variant a precision lowers like (same kernels and quantizer kinds)."""
-    w, a = precision
-    if w is not None and a is not None:
-        return "w8a8" if a == 8 else "w4a4"
-    if w is not None:
-        return f"w{w}af"
-    return "wfa8" if a is not None else "float"
-
-
 class _Attribution:
     """Which layer an optimized node belongs to: its kernel (by name, or by the tensor an
     NCHWc kernel is named after), its weight and bias dequantization, its input quantizers."""
 
-    def __init__(self, analysis: Analysis, prepared: Any) -> None:
+    def __init__(self, analysis: Analysis, prepared: Prepared) -> None:
         self.layers = {layer.name for layer in analysis.layers}
         self.by_tensor: dict[str, str] = {}
         graph = prepared.model.graph

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 @pytest.fixture(scope="session")
 def default_model() -> Path:
-    from mpqc.models.train import zoo_path
+    from mpqc.models import zoo_path
 
     return zoo_path()
 

@@ -11,9 +11,11 @@ import time
 
 import pytest
 
+from mpqc.api import compile as compile_model
 from mpqc.cli import main
-from mpqc.compile import CompileOptions, compile_model
+from mpqc.compiler import CompileOptions
 from mpqc.errors import MpqcError
+from mpqc.workload import Workload
 
 FAST = CompileOptions(max_qat_runs=2, qat_epochs=1, probe_epochs=1, workers=1, levels=3, progress=False)
 
@@ -40,32 +42,34 @@ def test_outputs_and_budget_honesty(run):
     for name in ("model.onnx", "scheme.json", "report.json", "report.html", "compile.log"):
         assert (run.output / name).stat().st_size > 0
     report = json.loads((run.output / "report.json").read_text())
-    bound = report["budget"]["absolute"]["latency"]
+    bound = report["budget"]["bounds"]["latency"]["value"]
     assert report["winner"]["cost"]["latency_s"] <= bound
+    assert (
+        report["winner"]["achieved"][0].startswith("latency: ")
+        and "x int8 (budget 0.35x)" in report["winner"]["achieved"][0]
+    )
+    assert report["measure"]["name"] == "top1" and report["splits"]["disjoint"]
     assert report["winner"]["fits"] and "objective" in report
     assert run.qat_runs <= FAST.max_qat_runs
     decisions = [c["decision"] for c in report["candidates"] if c["fits"]]
     assert all(decisions) and any(d.startswith("qat") for d in decisions)
     for candidate in report["candidates"]:
         if candidate["fits"]:
-            assert candidate["ptq_top1"] is not None and candidate["predicted"] is not None
+            assert candidate["ptq"] is not None and candidate["predicted"] is not None
 
 
-def test_the_emitted_model_is_the_winner_and_runs(run):
-    from mpqc.data import load_data
-    from mpqc.evaluate import evaluate_session
-    from mpqc.modelio import load_model
-    from mpqc.runtime import input_specs, make_session
-
-    model = load_model(run.output / "model.onnx")
-    data = load_data(None, input_specs(model), "validation")
-    assert evaluate_session(make_session(model), data).top1 == pytest.approx(run.winner.accuracy)
+def test_the_emitted_model_is_the_winner_and_runs(run, prepared_default):
+    work = Workload.build(prepared_default)
+    payload = (run.output / "model.onnx").read_bytes()
+    assert work.evaluate(payload, "validation").quality == pytest.approx(run.winner.quality)
+    assert work.evaluate(payload, "test").quality == pytest.approx(run.report["winner"]["test"])
 
 
 def test_report_html_is_self_contained_with_three_plots(run):
     page = (run.output / "report.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == 3
+    assert "budget latency" not in page or "ms" in page
     for encoded in images:
         png = base64.b64decode(encoded)
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
@@ -80,7 +84,7 @@ def test_same_seed_same_scheme(run, tmp_path, default_model):
 
 def test_infeasible_budget_names_the_cheapest_cost_and_writes_nothing(tmp_path, default_model):
     out = tmp_path / "none"
-    with pytest.raises(MpqcError, match=r"cannot be met on bitserial: the cheapest reachable scheme costs .*x uniform"):
+    with pytest.raises(MpqcError, match=r"cannot be met on bitserial: the cheapest reachable scheme costs .*x int8"):
         compile_model(default_model, "latency=0.1x", "bitserial", None, out, FAST)
     assert not out.exists()
 
@@ -89,6 +93,10 @@ def test_infeasible_budget_names_the_cheapest_cost_and_writes_nothing(tmp_path, 
     "argv,match",
     [
         (["--budget", "speed=2"], "cannot read budget"),
+        (["--budget", "latency=0.5x,latency=0.9x"], "twice"),
+        (["--qat-tolerance", "nan"], "finite"),
+        (["--workers", "-3"], "--workers"),
+        (["--space", "w4a4", "--target", "ort-cpu"], "does not run w4a4"),
         (["--target", "tpu"], "unknown target"),
         (["missing.onnx"], "not found"),
         (["--budget", "size=1parsec"], "unknown unit"),
@@ -113,7 +121,7 @@ def test_refuses_a_used_folder_and_a_changed_resume(run, tmp_path, default_model
 def test_resume_after_a_killed_run(run, tmp_path, default_model):
     out = tmp_path / "killed"
     code = (
-        "from mpqc.compile import compile_model, CompileOptions\n"
+        "from mpqc.api import compile as compile_model\nfrom mpqc.compiler import CompileOptions\n"
         f"compile_model({str(default_model)!r}, {BUDGET!r}, 'bitserial', None, {str(out)!r}, "
         "CompileOptions(max_qat_runs=2, qat_epochs=1, probe_epochs=1, workers=1, levels=3, progress=False))\n"
     )
@@ -127,5 +135,5 @@ def test_resume_after_a_killed_run(run, tmp_path, default_model):
     assert not (out / "scheme.json").exists()
     resumed = compile_model(default_model, BUDGET, "bitserial", None, out, FAST, resume=True)
     log = (out / "compile.log").read_text()
-    assert "PTQ sensitivity: from the" in log and "probes: from the" in log
+    assert "PTQ sensitivity (run folder)" in log and "probes (run folder)" in log
     assert (resumed.output / "scheme.json").read_bytes() == (run.output / "scheme.json").read_bytes()

@@ -4,10 +4,12 @@ import json
 
 import pytest
 
-from mpqc.errors import MpqcError
+from mpqc.errors import OptionError
 from mpqc.necessity import LayerProbes, Measured, Oracle, equal_cost_pairs, random_schemes
-from mpqc.necessity_run import necessity
-from mpqc.scheme import LayerPrecision, Scheme
+from mpqc.necessity_run import necessity_workload
+from mpqc.precision import Precision
+from mpqc.scheme import Scheme
+from mpqc.workload import Workload
 
 
 def _probes() -> LayerProbes:
@@ -19,24 +21,29 @@ def _probes() -> LayerProbes:
     return LayerProbes(0.98, "w8a8", ref, ["w2a8", "w4a8"], table, 1, 0.0)
 
 
-def test_oracle_models_the_reachable_accuracy_not_a_sum_of_gains():
+def test_oracle_models_the_reachable_quality_not_a_sum_of_gains():
     oracle = Oracle(_probes(), tolerance=0.01, samples=10_000)
-    both = Scheme({"a": LayerPrecision(2, 8), "b": LayerPrecision(2, 8)})
-    prediction = oracle.predict(both, ptq_top1=0.10)
-    assert prediction.qat_top1 == pytest.approx(0.98 - 0.18 - 0.01, abs=0.01)  # b's loss stays
-    assert prediction.necessity == pytest.approx(prediction.qat_top1 - 0.10)
-    assert oracle.baseline_sum(both) == pytest.approx(0.47 + 0.50)  # would predict N > float - PTQ + ...
+    both = Scheme({"a": Precision(2, 8), "b": Precision(2, 8)})
+    prediction = oracle.predict(both, ptq_quality=0.10)
+    assert prediction.qat_quality == pytest.approx(0.98 - 0.18 - 0.01, abs=0.01)  # b's loss stays
+    assert prediction.necessity == pytest.approx(prediction.qat_quality - 0.10)
+    assert oracle.baseline_sum(both) == pytest.approx(0.47 + 0.50)
     assert oracle.baseline_full_recovery(0.10) == pytest.approx(0.88)
     assert prediction.needs_qat and 0.5 <= prediction.confidence <= 1.0
-    mild = oracle.predict(Scheme({"a": LayerPrecision(4, 8), "b": LayerPrecision(8, 8)}), ptq_top1=0.975)
+    mild = oracle.predict(Scheme({"a": Precision(4, 8), "b": Precision(8, 8)}), ptq_quality=0.975)
     assert not mild.needs_qat
+
+
+def test_probes_round_trip_through_json():
+    probes = _probes()
+    assert LayerProbes.from_json(json.loads(json.dumps(probes.to_json()))).table == probes.table
 
 
 def test_random_schemes_are_deterministic_and_never_all_w8a8():
     names = ["a", "b", "c"]
     first, second = random_schemes(names, 8, seed=3), random_schemes(names, 8, seed=3)
     assert first == second and len(set(first)) == 8
-    assert all(any(p != LayerPrecision(8, 8) for p in s.layers.values()) for s in first)
+    assert all(any(p != Precision(8, 8) for p in s.layers.values()) for s in first)
 
 
 def test_equal_cost_pairs_pick_the_largest_necessity_gap():
@@ -45,9 +52,12 @@ def test_equal_cost_pairs_pick_the_largest_necessity_gap():
     assert len(pairs) == 1 and pairs[0]["necessity_b"] == 0.3
 
 
-def test_necessity_end_to_end_small(default_model, tmp_path):
+def test_necessity_end_to_end_small(prepared_default, tmp_path):
     report = tmp_path / "nec"
-    result = necessity(default_model, bits=(2, 8), probe_epochs=1, epochs=1, validate=3, workers=1, report=report)
+    work = Workload.build(prepared_default)
+    result = necessity_workload(
+        work, bits=(2, 8), probe_epochs=1, epochs=1, validate=3, workers=1, report=report, progress=False
+    )
     assert set(result.probes.variants) == {"w2a8", "w8a2"}
     assert len(result.probes.table) == 6
     assert result.validation is not None and len(result.validation.measured) == 3
@@ -55,9 +65,9 @@ def test_necessity_end_to_end_small(default_model, tmp_path):
         assert (report / name).stat().st_size > 0
     assert (report / "necessity_heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((report / "necessity.json").read_text())
-    assert "spearman_oracle" in data["validation"]["stats"]
+    assert "spearman_oracle" in data["validation"]["stats"] and data["measure"] == "top1"
 
 
-def test_bad_bits():
-    with pytest.raises(MpqcError, match="--bits"):
-        necessity("unused.onnx", bits=(3,))
+def test_bad_bits(prepared_default):
+    with pytest.raises(OptionError, match="--bits"):
+        necessity_workload(Workload.build(prepared_default), bits=(3,))

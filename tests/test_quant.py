@@ -68,7 +68,8 @@ def _reference(x, w, bias, bits_w, bits_a, axis, conv: bool, reduce_range: bool 
 
 
 def _run(m, scheme: str, x: np.ndarray, optimize: bool) -> np.ndarray:
-    result = mpqc.quantize(m, scheme, {"x": x}, evaluate=False)
+    whole = {"x": x}  # validation and test given: every sample calibrates, as the reference does
+    result = mpqc.quantize(m, scheme, whole, val_data=whole, test_data=whole, evaluate=False)
     return make_session(result.model, optimize=optimize).run(None, {"x": x})[0]
 
 
@@ -144,6 +145,9 @@ def test_qdq_weights_are_stored_at_their_width():
     x = b.rng(1).randn(8, 3, 6, 6).astype(np.float32)
     expected = {"w8a8": ir.DataType.INT8, "w4a8": ir.DataType.INT4, "w2a8": ir.DataType.INT2}
     for scheme, dtype in expected.items():
-        model = ir.serde.deserialize_model(mpqc.quantize(m, scheme, {"x": x}, evaluate=False).model)
+        whole = {"x": x}
+        model = ir.serde.deserialize_model(
+            mpqc.quantize(m, scheme, whole, val_data=whole, test_data=whole, evaluate=False).model
+        )
         weights = [v for v in model.graph.initializers.values() if v.name.endswith("_quantized") and "_w" in v.name]
         assert [v.const_value.dtype for v in weights] == [dtype]

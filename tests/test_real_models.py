@@ -28,7 +28,7 @@ def _data(proto, n: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("scheme", ["w8a8", "w4a8"])
 def test_traits_quantize_and_stay_close(build, note, scheme):
     proto = build()
-    result = mpqc.quantize(proto, scheme, _data(proto), eval_data=_data(proto, seed=1))
+    result = mpqc.quantize(proto, scheme, _data(proto), test_data=_data(proto, seed=1))
     assert result.quant_eval.cosine >= (0.98 if scheme == "w8a8" else 0.9)
     if note:
         assert any(note in n for n in result.notes)
@@ -36,20 +36,20 @@ def test_traits_quantize_and_stay_close(build, note, scheme):
 
 def test_fixed_batch_of_one_is_fed_one_sample_at_a_time():
     proto = b.conv_relu_gemm(batch=1)
-    result = mpqc.quantize(proto, "w8a8", _data(proto, n=10))
-    assert result.quant_eval.samples == 10
+    result = mpqc.quantize(proto, "w8a8", _data(proto, n=10), test_data=_data(proto, n=7, seed=3))
+    assert result.quant_eval.samples == 7
 
 
 def test_token_ids_next_to_floats_with_attention_layernorm_gelu_prelu():
     proto = b.token_model()
-    result = mpqc.quantize(proto, "w8a8", b.token_data(), eval_data=b.token_data(seed=9))
+    result = mpqc.quantize(proto, "w8a8", b.token_data(), test_data=b.token_data(seed=9))
     assert [layer.name for layer in result.analysis.layers] == ["feat_proj", "q_proj", "k_proj", "fc1", "fc2"]
     assert result.quant_eval.cosine >= 0.98
     assert sum("both inputs are activations" in n for n in result.notes) == 2
 
 
 def test_zoo_transformer_w8a8_keeps_the_output():
-    from mpqc.models.train import zoo_path
+    from mpqc.models import zoo_path
 
     result = mpqc.quantize(zoo_path("transformer"), "w8a8")
     assert result.quant_eval.cosine >= 0.98

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import itertools
 
-from mpqc.scheme import LayerPrecision
+from mpqc.precision import Precision
 from mpqc.search import LayerOptions, cheapest, pareto_candidates, solve
 
-P = ((8, 8), (4, 8), (2, 8))
+P = tuple(Precision.parse(label) for label in ("w8a8", "w4a8", "w2a8"))
 
 
 def _options() -> list[LayerOptions]:
@@ -33,7 +33,7 @@ def test_solve_matches_brute_force_at_every_budget():
         expected = _brute(options, bound)
         assert (scheme is None) == (expected is None)
         if scheme is not None:
-            loss = sum(o.loss[o.precisions.index((scheme[o.layer].w_bits, scheme[o.layer].a_bits))] for o in options)
+            loss = sum(o.loss[o.precisions.index(scheme[o.layer])] for o in options)
             assert abs(loss - expected[0]) < 1e-9
 
 
@@ -49,8 +49,6 @@ def test_pareto_candidates_are_distinct_and_within_budget():
     schemes = [s for s, _, _ in found]
     assert len(set(schemes)) == len(schemes) >= 2
     for scheme in schemes:
-        cost = sum(
-            o.costs["latency"][o.precisions.index((scheme[o.layer].w_bits, scheme[o.layer].a_bits))] for o in options
-        )
+        cost = sum(o.costs["latency"][o.precisions.index(scheme[o.layer])] for o in options)
         assert cost <= 7.0 + 1e-9
-    assert all(isinstance(p, LayerPrecision) for s in schemes for p in s.layers.values())
+    assert all(isinstance(p, Precision) for s in schemes for p in s.layers.values())

@@ -6,3 +6,15 @@ import numpy as np
 def batches():
     for i in range(3):
         yield {"x": np.full((2, 2), i, np.float32)}
+
+
+def raises():
+    raise ValueError("the dataset server is down")
+
+
+def returns_none():
+    return None
+
+
+def returns_int():
+    return 3

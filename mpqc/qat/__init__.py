@@ -1,8 +1,8 @@
 """Quantization-aware training from ONNX: the QDQ graph of a scheme becomes a trainable
-torch module with fake quantization at exactly its Quantize/Dequantize points."""
+torch module with fake quantization at exactly its Quantize/Dequantize points.
 
-from mpqc.qat.fakequant import FakeQuant
-from mpqc.qat.graph import TrainableGraph
-from mpqc.qat.train import QatConfig, QatResult, qat
+Importing `mpqc.qat` does not import torch; `mpqc.qat.train` and `mpqc.qat.graph` do."""
 
-__all__ = ["FakeQuant", "QatConfig", "QatResult", "TrainableGraph", "qat"]
+from mpqc.qat.config import LOSSES, QatConfig
+
+__all__ = ["LOSSES", "QatConfig"]

@@ -27,6 +27,7 @@ class FakeQuant(nn.Module):
     def __init__(self, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int, axis: int | None) -> None:
         super().__init__()
         self.scale = nn.Parameter(scale.detach().clone().float())
+        self.zero_point: torch.Tensor
         self.register_buffer("zero_point", zero_point.detach().clone().float())
         self.qmin, self.qmax, self.axis = qmin, qmax, axis
 

@@ -3,8 +3,9 @@
 Built from the very graph ONNX Runtime runs: every QuantizeLinear becomes a `FakeQuant`
 with a learnable scale (shared where the graph shares the scale initializer), the paired
 DequantizeLinear passes through, weight DequantizeLinear nodes fake-quantize a float latent
-weight (initialised from the float model), and everything else runs as its torch twin.
-`write_back` puts the trained weights and scales into the same graph."""
+weight (initialised from the float model), and everything else runs as its torch twin
+(`mpqc.qat.ops`). `write_back` puts the trained weights and scales into the same graph.
+A graph with an op QAT cannot run is refused on construction, naming the op and node."""
 
 from __future__ import annotations
 
@@ -16,12 +17,16 @@ import onnx_ir as ir
 import torch
 from torch import nn
 
+from mpqc.errors import ModelError
+from mpqc.passes._common import const_of, input_at, name_of
 from mpqc.qat.fakequant import FakeQuant
-from mpqc.qat.ops import run_op
+from mpqc.qat.ops import run_op, unsupported
 
-__all__ = ["TrainableGraph"]
+__all__ = ["TrainableGraph", "LAYER_OPS"]
 
 _SAFE = re.compile(r"[^0-9A-Za-z_]")
+#: ops whose constant float inputs (weights, biases) train with the quantizers
+LAYER_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
 def _safe(name: str) -> str:
@@ -36,25 +41,36 @@ def _meta_int(node: ir.Node, key: str) -> int:
     return int(node.metadata_props[key])
 
 
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(array, np.float32).copy())
+
+
 class TrainableGraph(nn.Module):
+    """A QDQ graph as a torch module: fake quantizers, latent weights, and every other op in torch."""
+
     def __init__(self, qdq: ir.Model, float_weights: dict[str, np.ndarray]) -> None:
         """`float_weights`: the float model's initializers by name (latent weights start there)."""
         super().__init__()
         self.graph = qdq.graph
         self.nodes = list(self.graph)
-        self.input_names = [v.name for v in self.graph.inputs if not v.is_initializer()]
-        self.output_names = [v.name for v in self.graph.outputs]
+        missing = [n for n in unsupported(self.nodes) if n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
+        if missing:
+            ops = sorted({n.op_type for n in missing})
+            raise ModelError(
+                f"QAT cannot train through op(s) {', '.join(ops)} (node {missing[0].name}"
+                f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}); they have no torch form here"
+            )
+        self.input_names = [name_of(v) for v in self.graph.inputs if not v.is_initializer()]
+        self.output_names = [name_of(v) for v in self.graph.outputs]
         self.params = nn.ParameterDict()
         self.quantizers = nn.ModuleDict()
         self._constants: dict[str, torch.Tensor] = {}
         self._param_of: dict[str, str] = {}  # graph value name -> parameter key
         self._layer_weight: dict[str, str] = {}  # layer -> parameter key of its latent weight
-        self._layer_bias: dict[str, str] = {}
         self._q_of_scale: dict[str, str] = {}  # scale initializer -> quantizer key
         self._bias_nodes: list[ir.Node] = []
         self._bias_scale: dict[str, tuple[str, str]] = {}  # bias value -> (activation scale, layer)
         self._weight_nodes: list[ir.Node] = []
-        layer_ops = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
         for node in self.nodes:
             role = _role(node)
             if node.op_type == "DequantizeLinear" and role == "weight":
@@ -63,82 +79,84 @@ class TrainableGraph(nn.Module):
                 self._add_bias(node, float_weights)
             elif node.op_type == "QuantizeLinear" and role in ("activation", "container"):
                 self._add_activation(node)
-            elif node.op_type in layer_ops:
+            elif node.op_type in LAYER_OPS:
                 for value in node.inputs[1:]:  # float layers: weights and biases train too
-                    if value is not None and value.is_initializer() and value.const_value is not None:
-                        if value.const_value.dtype == ir.DataType.FLOAT and value.name not in self._param_of:
-                            key = _safe(value.name)
-                            self.params[key] = nn.Parameter(torch.from_numpy(value.const_value.numpy().copy()))
-                            self._param_of[value.name] = key
+                    if value is None or not value.is_initializer() or value.const_value is None:
+                        continue
+                    if value.const_value.dtype == ir.DataType.FLOAT and name_of(value) not in self._param_of:
+                        key = _safe(name_of(value))
+                        self.params[key] = nn.Parameter(_tensor(const_of(value)))
+                        self._param_of[name_of(value)] = key
 
     # -- construction ----------------------------------------------------------------------
     def _add_weight(self, node: ir.Node, float_weights: dict[str, np.ndarray]) -> None:
         layer = node.metadata_props["mpqc.layer"]
-        source = node.metadata_props.get("mpqc.source", "")
-        q, scale, zero = node.inputs[0], node.inputs[1], node.inputs[2]
-        latent = float_weights.get(source)
+        q, scale, zero = (const_of(input_at(node, i)) for i in range(3))
+        latent = float_weights.get(node.metadata_props.get("mpqc.source", ""))
+        axis = node.attributes.get_int("axis", 1) % q.ndim if scale.ndim == 1 else None
         if latent is None:  # fall back to the dequantized values
-            latent = (q.const_value.numpy().astype(np.float32) - _bshape(zero, node, q)) * _bshape(scale, node, q)
+            latent = (q.astype(np.float32) - _bshape(zero, axis, q.ndim)) * _bshape(scale, axis, q.ndim)
         key = _safe(f"{layer}_weight")
-        self.params[key] = nn.Parameter(torch.from_numpy(np.asarray(latent, np.float32).copy()))
-        axis = node.attributes.get_int("axis", 1) if scale.const_value.numpy().ndim == 1 else None
-        if axis is not None:
-            axis %= q.const_value.numpy().ndim
+        self.params[key] = nn.Parameter(_tensor(latent))
         self.quantizers[key] = FakeQuant(
-            torch.from_numpy(scale.const_value.numpy().astype(np.float32)),
-            torch.from_numpy(zero.const_value.numpy().astype(np.float32)),
+            _tensor(scale),
+            _tensor(zero.astype(np.float32)),
             _meta_int(node, "mpqc.qmin"),
             _meta_int(node, "mpqc.qmax"),
             axis,
         )
         self._layer_weight[layer] = key
-        self._param_of[node.outputs[0].name] = key
+        self._param_of[name_of(node.outputs[0])] = key
         self._weight_nodes.append(node)
 
     def _add_bias(self, node: ir.Node, float_weights: dict[str, np.ndarray]) -> None:
         layer = node.metadata_props["mpqc.layer"]
-        q, scale = node.inputs[0], node.inputs[1]
-        source = node.metadata_props.get("mpqc.source", "")
-        bias = float_weights.get(source)
+        q, scale = const_of(input_at(node, 0)), const_of(input_at(node, 1))
+        bias = float_weights.get(node.metadata_props.get("mpqc.source", ""))
         if bias is None:
-            bias = q.const_value.numpy().astype(np.float32) * scale.const_value.numpy().astype(np.float32)
+            bias = q.astype(np.float32) * scale.astype(np.float32)
         key = _safe(f"{layer}_bias")
-        self.params[key] = nn.Parameter(torch.from_numpy(np.asarray(bias, np.float32).copy()))
-        self._layer_bias[layer] = key
-        self._param_of[node.outputs[0].name] = key
+        self.params[key] = nn.Parameter(_tensor(bias))
+        out = name_of(node.outputs[0])
+        self._param_of[out] = key
         self._bias_nodes.append(node)
-        layer_node = node.outputs[0].uses()[0].node
-        act_dq = layer_node.inputs[0].producer()
-        if act_dq is not None and act_dq.op_type == "DequantizeLinear":
-            self._bias_scale[node.outputs[0].name] = (act_dq.inputs[1].name, layer)
+        act_dq = self._layer_node(node).inputs[0]
+        producer = act_dq.producer() if act_dq is not None else None
+        if producer is not None and producer.op_type == "DequantizeLinear":
+            self._bias_scale[out] = (name_of(producer.inputs[1]), layer)
+
+    @staticmethod
+    def _layer_node(bias_dq: ir.Node) -> ir.Node:
+        return next(iter(bias_dq.outputs[0].uses())).node
 
     def _add_activation(self, node: ir.Node) -> None:
-        scale, zero = node.inputs[1], node.inputs[2]
-        key = _safe(f"q_{scale.name}")
+        scale, zero = input_at(node, 1), input_at(node, 2)
+        key = _safe(f"q_{name_of(scale)}")
         if key not in self.quantizers:
             self.quantizers[key] = FakeQuant(
-                torch.from_numpy(np.asarray(scale.const_value.numpy(), np.float32)),
-                torch.from_numpy(np.asarray(zero.const_value.numpy()).astype(np.float32)),
+                _tensor(const_of(scale)),
+                _tensor(const_of(zero).astype(np.float32)),
                 _meta_int(node, "mpqc.qmin"),
                 _meta_int(node, "mpqc.qmax"),
                 None,
             )
-            self._q_of_scale[scale.name] = key
+            self._q_of_scale[name_of(scale)] = key
 
     # -- running ---------------------------------------------------------------------------
     def _constant(self, value: ir.Value) -> torch.Tensor:
-        name = value.name or ""
+        name = name_of(value)
         if name not in self._constants:
-            array = np.asarray(value.const_value.numpy())
-            if array.dtype.kind in "iub" and array.dtype != np.bool_:
+            array = np.asarray(const_of(value))
+            if array.dtype.kind in "iu":
                 array = array.astype(np.int64)
             self._constants[name] = torch.from_numpy(array.copy())
         return self._constants[name]
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Every graph output, in order."""
         env: dict[str, torch.Tensor] = dict(zip(self.input_names, inputs))
         for node in self.nodes:
-            out = node.outputs[0].name
+            out = name_of(node.outputs[0])
             if out in self._param_of:  # weight/bias DequantizeLinear: fake-quantized latent
                 key = self._param_of[out]
                 if key in self.quantizers:
@@ -149,34 +167,38 @@ class TrainableGraph(nn.Module):
                     env[out] = self.params[key]
                 continue
             if node.op_type == "QuantizeLinear":
-                env[out] = self.quantizers[self._q_of_scale[node.inputs[1].name]](env[node.inputs[0].name])
+                quantizer = self.quantizers[self._q_of_scale[name_of(node.inputs[1])]]
+                env[out] = quantizer(env[name_of(node.inputs[0])])
                 continue
-            if (
-                node.op_type == "DequantizeLinear"
-                and node.inputs[0].producer() is not None
-                and node.inputs[0].producer().op_type == "QuantizeLinear"
-            ):
-                env[out] = env[node.inputs[0].name]
+            source = node.inputs[0].producer() if node.inputs and node.inputs[0] is not None else None
+            if node.op_type == "DequantizeLinear" and source is not None and source.op_type == "QuantizeLinear":
+                env[out] = env[name_of(node.inputs[0])]
                 continue
-            args = []
+            args: list[torch.Tensor | None] = []
             for value in node.inputs:
-                if value is None or not value.name:
+                name = name_of(value)
+                if value is None or not name:
                     args.append(None)
-                elif value.name in self._param_of and value.name not in env:
-                    args.append(self.params[self._param_of[value.name]])
-                elif value.name in env:
-                    args.append(env[value.name])
+                elif name in self._param_of and name not in env:
+                    args.append(self.params[self._param_of[name]])
+                elif name in env:
+                    args.append(env[name])
                 else:
                     args.append(self._constant(value))
             for value, result in zip(node.outputs, run_op(node, args)):
-                env[value.name] = result
-        return env[self.output_names[0]]
+                env[name_of(value)] = result
+        return tuple(env[name] for name in self.output_names)
+
+    def _quantizer(self, key: str) -> FakeQuant:
+        quantizer = self.quantizers[key]
+        assert isinstance(quantizer, FakeQuant)
+        return quantizer
 
     def _int32_bias(self, value: str, bias: torch.Tensor) -> torch.Tensor:
         """The bias as ONNX Runtime sees it: int32 at scale s_x * s_w (straight-through)."""
         act_scale, layer = self._bias_scale[value]
-        s_x = self.quantizers[self._q_of_scale[act_scale]].scale.abs().reshape(())
-        s_w = self.quantizers[self._layer_weight[layer]].scale.abs()
+        s_x = self._quantizer(self._q_of_scale[act_scale]).scale.abs().reshape(())
+        s_w = self._quantizer(self._layer_weight[layer]).scale.abs()
         step = (s_x * s_w).reshape(-1) if s_w.ndim else s_x * s_w
         scaled = bias / step
         return ((torch.round(scaled) - scaled).detach() + scaled) * step
@@ -186,50 +208,48 @@ class TrainableGraph(nn.Module):
     def write_back(self) -> None:
         """Trained weights, scales and biases into the graph this module was built from."""
         for node in self._weight_nodes:
-            key = self._param_of[node.outputs[0].name]
-            fq: FakeQuant = self.quantizers[key]  # type: ignore[assignment]
-            q_value, scale_value = node.inputs[0], node.inputs[1]
+            key = self._param_of[name_of(node.outputs[0])]
+            fq = self.quantizers[key]
+            assert isinstance(fq, FakeQuant)
+            q_value, scale_value = input_at(node, 0), input_at(node, 1)
             ints = fq.integers(self.params[key]).numpy()
-            dtype = q_value.const_value.numpy().dtype
+            dtype = const_of(q_value).dtype
             q_value.const_value = ir.tensor(ints.astype(np.int32).astype(dtype), name=q_value.name)
             scale_value.const_value = ir.tensor(
                 fq.scale.detach().abs().numpy().astype(np.float32), name=scale_value.name
             )
         for scale_name, key in self._q_of_scale.items():
-            fq = self.quantizers[key]
-            value = self._find_initializer(scale_name)
-            value.const_value = ir.tensor(
-                fq.scale.detach().abs().reshape(value.const_value.numpy().shape).numpy().astype(np.float32),
-                name=scale_name,
-            )
+            value = self.graph.initializers[scale_name]
+            shape = const_of(value).shape
+            scale = self._quantizer(key).scale.detach().abs().reshape(shape).numpy().astype(np.float32)
+            value.const_value = ir.tensor(scale, name=scale_name)
         for node in self._bias_nodes:
             self._write_bias(node)
         for name, key in self._param_of.items():
-            value = self.graph.initializers.get(name)
-            if value is not None and value.const_value is not None and value.const_value.dtype == ir.DataType.FLOAT:
-                value.const_value = ir.tensor(self.params[key].detach().numpy().astype(np.float32), name=name)
-
-    def _find_initializer(self, name: str) -> ir.Value:
-        return self.graph.initializers[name]
+            initializer = self.graph.initializers.get(name)
+            if initializer is not None and initializer.const_value is not None:
+                if initializer.const_value.dtype == ir.DataType.FLOAT:
+                    initializer.const_value = ir.tensor(self.params[key].detach().numpy().astype(np.float32), name=name)
 
     def _write_bias(self, node: ir.Node) -> None:
         """int32 bias at the trained s_x * s_w."""
-        layer_node = node.outputs[0].uses()[0].node
-        act_dq = layer_node.inputs[0].producer()
+        act_dq = input_at(self._layer_node(node), 0).producer()
+        assert act_dq is not None
         weight_key = self._layer_weight[node.metadata_props["mpqc.layer"]]
-        s_w = self.quantizers[weight_key].scale.detach().abs().numpy().astype(np.float32)
-        s_x = np.float32(self.quantizers[self._q_of_scale[act_dq.inputs[1].name]].scale.detach().abs().item())
-        scale = (s_x * s_w).astype(np.float32).reshape(node.inputs[1].const_value.numpy().shape)
-        bias = self.params[self._param_of[node.outputs[0].name]].detach().numpy()
+        s_w = self._quantizer(weight_key).scale.detach().abs().numpy().astype(np.float32)
+        s_x = np.float32(self._quantizer(self._q_of_scale[name_of(act_dq.inputs[1])]).scale.detach().abs().item())
+        q_value, scale_value = input_at(node, 0), input_at(node, 1)
+        scale = (s_x * s_w).astype(np.float32).reshape(const_of(scale_value).shape)
+        bias = self.params[self._param_of[name_of(node.outputs[0])]].detach().numpy()
         ints = np.clip(np.rint(bias / scale), -(2**31), 2**31 - 1).astype(np.int32)
-        node.inputs[0].const_value = ir.tensor(ints, name=node.inputs[0].name)
-        node.inputs[1].const_value = ir.tensor(scale, name=node.inputs[1].name)
+        q_value.const_value = ir.tensor(ints, name=q_value.name)
+        scale_value.const_value = ir.tensor(scale, name=scale_value.name)
 
 
-def _bshape(value: ir.Value, node: ir.Node, q: ir.Value) -> np.ndarray:
-    array = np.asarray(value.const_value.numpy()).astype(np.float32)
-    if array.ndim == 0:
-        return array
-    shape = [1] * q.const_value.numpy().ndim
-    shape[node.attributes.get_int("axis", 1)] = -1
-    return array.reshape(shape)
+def _bshape(array: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:
+    values = np.asarray(array).astype(np.float32)
+    if values.ndim == 0 or axis is None:
+        return values
+    shape = [1] * ndim
+    shape[axis] = -1
+    return values.reshape(shape)

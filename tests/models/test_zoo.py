@@ -3,8 +3,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from mpqc.models.train import MODELS_DIR, manifest, train, zoo_path
-from mpqc.models.zoo import DEFAULT_MODEL, ZOO
+from mpqc.models import DEFAULT_MODEL, MODELS_DIR, manifest, zoo_path
+from mpqc.models.train import train
+from mpqc.models.zoo import ZOO
 
 from mpqc.errors import MpqcError
 

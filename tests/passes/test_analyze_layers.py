@@ -4,7 +4,12 @@ import builders as b
 import onnx_ir as ir
 from mpqc.passes import AnalyzeLayersPass
 
-from mpqc.frontend import run_front_end
+from mpqc.frontend import prepare
+
+
+def run_front_end(model):
+    prepared = prepare(model)
+    return prepared.model, prepared.analysis
 
 
 def test_finds_layers_with_macs_params_and_axes():
@@ -25,7 +30,7 @@ def test_depthwise_and_shared_quantizer_groups(prepared_default):
 
 
 def test_residual_add_inputs_are_reported_as_combined():
-    from mpqc.models.train import zoo_path
+    from mpqc.models import zoo_path
 
     _, analysis = run_front_end(ir.load(zoo_path("resnet8")))
     assert len(analysis.combined_inputs) == 3  # one Add per residual block

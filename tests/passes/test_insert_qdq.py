@@ -8,6 +8,7 @@ from mpqc.passes.insert_qdq import InsertQDQPass
 
 import mpqc
 from mpqc.scheme import Scheme
+from mpqc.workload import Workload
 
 
 def _quantized(scheme, proto=None) -> ir.Model:
@@ -65,7 +66,7 @@ def test_float_layers_are_untouched():
 def test_requires_opset_21():
     model = ir.serde.deserialize_model(b.conv_relu_gemm(opset=17))
     prepared = mpqc.prepare(b.conv_relu_gemm())
-    calibration = mpqc.calibrate_model(prepared, {"x": b.rng(0).randn(4, 3, 8, 8).astype(np.float32)})
+    calibration = Workload.build(prepared, {"x": b.rng(0).randn(4, 3, 8, 8).astype(np.float32)}).calibration
     with pytest.raises(ir.passes.PreconditionError):
         InsertQDQPass(prepared.analysis, Scheme.parse("w8a8", prepared.analysis.layer_names), calibration)(model)
 
@@ -73,13 +74,13 @@ def test_requires_opset_21():
 def test_sub_8_bit_activations_run_the_same_with_and_without_ort_fusion(prepared_default):
     """Without the weight guard, ONNX Runtime 1.32 fused 4-bit-activation layers into
     QLinearConv and changed the results (97.33% unfused, 98.00% fused on the test split)."""
-    from mpqc.data import load_data
-    from mpqc.evaluate import collect_outputs
-    from mpqc.runtime import input_specs, make_session
+    from mpqc.runtime import Runner, make_session
+    from mpqc.signature import input_specs
 
-    data = load_data(None, input_specs(prepared_default.model), "test").take(64)
+    data = Workload.build(prepared_default).splits.test.take(64)
+    specs = input_specs(prepared_default.model)
     for scheme in ("w4a4", "w8a4", "w2a8"):
         model = mpqc.quantize(prepared_default, scheme, evaluate=False).model
-        fused = collect_outputs(make_session(model), data)
-        reference = collect_outputs(make_session(model, optimize=False), data)
+        fused = Runner(make_session(model), specs).run(data)[0]
+        reference = Runner(make_session(model, optimize=False), specs).run(data)[0]
         np.testing.assert_allclose(fused, reference, rtol=1e-4, atol=1e-4 * float(np.abs(reference).max()))

@@ -10,11 +10,18 @@ import pytest
 import torch
 
 import mpqc
-from mpqc.api import emit_qdq
-from mpqc.qat import QatConfig, TrainableGraph
+from mpqc.emit import emit
+from mpqc.qat import QatConfig
+from mpqc.qat.graph import TrainableGraph
 from mpqc.qat.train import train_scheme
+from mpqc.recipe import Recipe
 from mpqc.runtime import make_session
 from mpqc.scheme import Scheme
+from mpqc.workload import Workload
+
+
+def emit_qdq(prepared, scheme, calibration):
+    return emit(prepared, scheme, calibration, Recipe())
 
 
 def _weights(prepared):
@@ -27,14 +34,14 @@ def _weights(prepared):
 
 @pytest.mark.parametrize("scheme", ["w8a8", "w4a8", "w2a8", "w4a4", "float"])
 def test_fake_quant_graph_matches_onnx_runtime(prepared_default, scheme):
-    calibration = mpqc.calibrate_model(prepared_default)
+    calibration = Workload.build(prepared_default).calibration
     bound = Scheme.parse(scheme, prepared_default.analysis.layer_names)
     qdq = emit_qdq(prepared_default, bound, calibration).model
     module = TrainableGraph(qdq, _weights(prepared_default)).eval()
     x = np.random.RandomState(0).rand(16, 1, 16, 16).astype(np.float32)
     expected = make_session(qdq, optimize=False).run(None, {"input": x})[0]
     with torch.no_grad():
-        got = module(torch.from_numpy(x)).numpy()
+        got = module(torch.from_numpy(x))[0].numpy()
     _assert_same_up_to_rounding_flips(got, expected)
 
 
@@ -53,43 +60,59 @@ def test_transformer_and_real_model_traits_train():
     proto = b.token_model()
     prepared = mpqc.prepare(proto)
     data = b.token_data()
-    calibration = mpqc.calibrate_model(prepared, data)
+    calibration = Workload.build(prepared, data).calibration
     qdq = emit_qdq(prepared, Scheme.parse("w8a8", prepared.analysis.layer_names), calibration).model
     module = TrainableGraph(qdq, _weights(prepared)).eval()
     expected = make_session(qdq, optimize=False).run(None, data)[0]
     with torch.no_grad():
-        got = module(torch.from_numpy(data["ids"]), torch.from_numpy(data["feat"])).numpy()
+        got = module(torch.from_numpy(data["ids"]), torch.from_numpy(data["feat"]))[0].numpy()
     _assert_same_up_to_rounding_flips(got, expected)
 
 
 def test_write_back_puts_trained_values_into_the_graph(prepared_default):
-    from mpqc.data import load_data
-    from mpqc.runtime import input_specs
-
-    calibration = mpqc.calibrate_model(prepared_default)
+    work = Workload.build(prepared_default)
     bound = Scheme.parse("w4a8", prepared_default.analysis.layer_names)
-    train = load_data(None, input_specs(prepared_default.model), "train").take(128)
-    before = emit_qdq(prepared_default, bound, calibration).model
+    train = work.splits.train.take(128)
+    before = emit_qdq(prepared_default, bound, work.calibration).model
     before_scales = {n: v.const_value.numpy().copy() for n, v in before.graph.initializers.items() if "scale" in n}
-    qdq, module, losses, _ = train_scheme(prepared_default, bound, calibration, train, QatConfig(epochs=1, lr=1e-3))
+    outcome = train_scheme(
+        prepared_default,
+        bound,
+        work.calibration,
+        work.recipe,
+        train,
+        work.float_runner(),
+        QatConfig(epochs=1, lr=1e-3),
+        None,
+    )
+    qdq = outcome.model
     after = {n: v.const_value.numpy() for n, v in qdq.graph.initializers.items() if "scale" in n}
     assert any(not np.array_equal(before_scales[n], after[n]) for n in before_scales)
     x = np.asarray(train.inputs["input"][:8])
     with torch.no_grad():
-        trained = module(torch.from_numpy(x)).numpy()
+        trained = outcome.module(torch.from_numpy(x))[0].numpy()
     written = make_session(qdq, optimize=False).run(None, {"input": x})[0]
     _assert_same_up_to_rounding_flips(trained, written)
-    assert len(losses) == 1
+    assert len(outcome.losses) == 1 and written.shape == (8, 10)
 
 
 def test_same_seed_same_bytes(prepared_default):
-    from mpqc.data import load_data
-    from mpqc.runtime import input_specs
-
-    calibration = mpqc.calibrate_model(prepared_default)
+    work = Workload.build(prepared_default)
     bound = Scheme.parse("w2a8", prepared_default.analysis.layer_names)
-    train = load_data(None, input_specs(prepared_default.model), "train").take(128)
-    runs = [train_scheme(prepared_default, bound, calibration, train, QatConfig(epochs=1, seed=7))[0] for _ in range(2)]
+    train = work.splits.train.take(128)
+    runs = [
+        train_scheme(
+            prepared_default,
+            bound,
+            work.calibration,
+            work.recipe,
+            train,
+            work.float_runner(),
+            QatConfig(epochs=1, seed=7),
+            None,
+        ).model
+        for _ in range(2)
+    ]
     assert (
         ir.serde.serialize_model(runs[0]).SerializeToString() == ir.serde.serialize_model(runs[1]).SerializeToString()
     )

@@ -1,5 +1,5 @@
-"""ort-cpu with a tiny profile (few repeats): cache hits and invalidation, attribution,
-and predictions that follow the measured variants."""
+"""ort-cpu on a tiny model: costs are measured, cached on content, never trusted when
+corrupt, and the profiled variants are only those its search space uses."""
 
 from __future__ import annotations
 
@@ -9,50 +9,91 @@ import pytest
 from mpqc.targets import OrtCpuTarget
 
 import mpqc
-from mpqc.scheme import LayerPrecision, Scheme
+from mpqc.errors import SchemeError
+from mpqc.precision import FLOAT, W8A8, Precision
+from mpqc.scheme import Scheme
+
+
+class Inputs:
+    """A minimal `CostInputs`."""
+
+    def __init__(self, prepared, use_cache=True):
+        self.prepared, self.use_cache, self.lines = prepared, use_cache, []
+
+    def sample_feed(self):
+        return {"x": np.zeros((1, 3, 8, 8), np.float32)}
+
+    def say(self, line):
+        self.lines.append(line)
 
 
 @pytest.fixture()
 def setup(tmp_path, monkeypatch):
     monkeypatch.setenv("MPQC_CACHE_DIR", str(tmp_path))
-    prepared = mpqc.prepare(b.conv_relu_gemm())
-    feed = {"x": np.zeros((1, 3, 8, 8), np.float32)}
-    return prepared, feed, OrtCpuTarget(warmup=2, repeats=5)
+    return mpqc.prepare(b.conv_relu_gemm()), OrtCpuTarget(warmup=2, repeats=5)
 
 
 def test_cache_hit_then_invalidation(setup, tmp_path):
-    prepared, feed, target = setup
-    first = target.cost_model(prepared, feed)
+    prepared, target = setup
+    inputs = Inputs(prepared)
+    first = target.cost_model(inputs)
     assert not first.cached and len(list((tmp_path / "ort-cpu").glob("*.json"))) == 1
-    again = target.cost_model(prepared, feed)
+    assert any("profiling variant 1/" in line for line in inputs.lines)
+    again = target.cost_model(Inputs(prepared))
     assert again.cached and again.nodes == first.nodes
     assert set(first.spreads) == set(first.walls) and again.spreads == first.spreads
     assert all(s >= 0 for s in first.spreads.values())
-    fresh = target.cost_model(prepared, feed, use_cache=False)
-    assert not fresh.cached
-    other_threads = OrtCpuTarget(threads=2, warmup=2, repeats=5).cost_model(prepared, feed)
+    assert not target.cost_model(Inputs(prepared, use_cache=False)).cached
+    other_threads = OrtCpuTarget(threads=2, warmup=2, repeats=5).cost_model(Inputs(prepared))
     assert not other_threads.cached  # the key holds threads, ORT version, CPU model and the model hash
     changed = mpqc.prepare(b.conv_relu_gemm(seed=1))
-    assert not target.cost_model(changed, feed).cached
+    assert not target.cost_model(Inputs(changed)).cached
     assert len(list((tmp_path / "ort-cpu").glob("*.json"))) == 3
 
 
-def test_a_corrupt_cache_file_is_measured_again(setup, tmp_path):
-    prepared, feed, target = setup
-    target.cost_model(prepared, feed)
+@pytest.mark.parametrize("content", ["{}", "[]", "not json", '{"schema": "ort-cpu"}'])
+def test_a_corrupt_cache_file_is_reported_and_measured_again(setup, tmp_path, capsys, content):
+    prepared, target = setup
+    target.cost_model(Inputs(prepared))
     (path,) = (tmp_path / "ort-cpu").glob("*.json")
-    path.write_text("{}")
-    assert not target.cost_model(prepared, feed).cached
+    path.write_text(content)
+    assert not target.cost_model(Inputs(prepared)).cached
+    assert "corrupt cache entry" in capsys.readouterr().err
+
+
+def test_a_tampered_cache_entry_fails_its_checksum(setup, tmp_path, capsys):
+    prepared, target = setup
+    target.cost_model(Inputs(prepared))
+    (path,) = (tmp_path / "ort-cpu").glob("*.json")
+    path.write_text(path.read_text().replace('"walls": {"', '"walls": {"x', 1))
+    assert not target.cost_model(Inputs(prepared)).cached
+    assert "checksum" in capsys.readouterr().err
+
+
+def test_only_the_search_space_is_profiled(setup):
+    prepared, target = setup
+    costs = target.cost_model(Inputs(prepared))
+    assert set(costs.walls) == {p.label for p in target.precisions()} | {"alternate-int8", "alternate-float"}
+    assert "w4a4" not in costs.walls and "w2a2" not in costs.walls
 
 
 def test_layers_get_their_kernel_time_and_predictions_are_positive(setup):
-    prepared, feed, target = setup
-    costs = target.cost_model(prepared, feed)
+    prepared, target = setup
+    costs = target.cost_model(Inputs(prepared))
     for layer in ("conv1", "fc"):
-        assert costs.layer_cost(layer, (8, 8)) > 0 and costs.layer_cost(layer, (None, None)) > 0
+        assert costs.layer_cost(layer, W8A8) > 0 and costs.layer_cost(layer, FLOAT) > 0
     names = prepared.analysis.layer_names
-    mixed = Scheme({"conv1": LayerPrecision(8, 8), "fc": LayerPrecision(None, None)})
+    mixed = Scheme({"conv1": W8A8, "fc": FLOAT})
     predicted, fallbacks = costs.predict(mixed)
     assert predicted > 0 and fallbacks <= 2
-    uniform = costs.latency(Scheme.uniform(names, LayerPrecision(8, 8)))
+    uniform = costs.latency(Scheme.uniform(names, W8A8))
     assert uniform == pytest.approx(costs.walls["w8a8"], rel=0.5)
+    assert len(costs.measure([Scheme.uniform(names, W8A8), mixed])) == 2
+
+
+def test_a_precision_it_does_not_run_is_refused_by_name():
+    target = OrtCpuTarget()
+    with pytest.raises(SchemeError, match="does not run w4a4; it runs w8a8"):
+        target.parse_space("w8a8,w4a4")
+    assert target.parse_space("w8a8, float") == (W8A8, FLOAT)
+    assert Precision.parse("w4af") in target.precisions()

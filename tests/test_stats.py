@@ -4,8 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mpqc.histogram import BINS, TensorStats
 from mpqc.ranges import activation_range
+from mpqc.stats import BINS, TensorStats
 
 
 @settings(max_examples=30, deadline=None)

@@ -1,0 +1,188 @@
+"""Candidate schemes: the exact search on additive per-layer proxies at a ladder of budget
+levels (the Pareto candidates), then each candidate's exact cost and its PTQ quality in
+ONNX Runtime on the validation split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mpqc.budget import ResolvedBudget
+from mpqc.compiler.run_folder import RunFolder
+from mpqc.cost import SchemeCost, layer_bops, layer_weight_bytes
+from mpqc.errors import BudgetError, SchemeError
+from mpqc.metrics import METRICS
+from mpqc.necessity import Prediction
+from mpqc.precision import Precision
+from mpqc.scheme import Scheme
+from mpqc.search import LayerOptions, cheapest, pareto_candidates
+from mpqc.targets import precisions_text
+from mpqc.workload import Workload
+
+__all__ = ["Candidate", "layer_options", "additive_offsets", "check_feasible", "propose", "cost_and_ptq"]
+
+
+@dataclass
+class Candidate:
+    """One scheme the search proposed, and what compile learned about it."""
+
+    scheme: Scheme
+    origin: str
+    cost: SchemeCost
+    fits: bool
+    predicted_ptq: float
+    ptq: float | None = None
+    prediction: Prediction | None = None
+    decision: str = ""
+    qat: float | None = None
+    measured_latency_s: float | None = None
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.scheme.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def quality(self) -> float:
+        """The better of PTQ and QAT (validation)."""
+        values = [v for v in (self.ptq, self.qat) if v is not None]
+        return max(values) if values else float("-inf")
+
+    @property
+    def recovery(self) -> str:
+        return "qat" if self.qat is not None and self.qat > (self.ptq if self.ptq is not None else -1.0) else "ptq"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "origin": self.origin,
+            "summary": self.scheme.summary(),
+            "scheme": self.scheme.labels(),
+            "cost": self.cost.to_json(),
+            "fits": self.fits,
+            "predicted_ptq": self.predicted_ptq,
+            "ptq": self.ptq,
+            "predicted": None if self.prediction is None else self.prediction.to_json(),
+            "decision": self.decision,
+            "qat": self.qat,
+            "measured_latency_ms": None if self.measured_latency_s is None else self.measured_latency_s * 1e3,
+        }
+
+
+def layer_options(workload: Workload, space: Sequence[Precision], metrics: Sequence[str]) -> list[LayerOptions]:
+    """Per layer: the precisions the target runs from `space`, and each one's cost per metric."""
+    assert workload.target is not None
+    costs = workload.costs
+    options = []
+    for layer in workload.prepared.analysis.layers:
+        allowed = workload.target.search_space(layer, space)
+        if not allowed:
+            raise SchemeError(
+                f"target {workload.target.name} runs none of {precisions_text(space)} for {layer.op_type} "
+                f"{layer.name}; for it, it runs {precisions_text(workload.target.search_space(layer))}"
+            )
+        per_metric: dict[str, tuple[float, ...]] = {}
+        for metric in metrics:
+            if metric == "latency":
+                values = [costs.layer_cost(layer.name, p) for p in allowed]
+            elif metric == "size":
+                values = [float(layer_weight_bytes(layer, p)) for p in allowed]
+            elif metric == "bops":
+                values = [float(layer_bops(layer, p)) for p in allowed]
+            else:  # not additive: checked on candidates
+                values = [0.0 for _ in allowed]
+            per_metric[metric] = tuple(values)
+        options.append(LayerOptions(layer.name, tuple(allowed), tuple(0.0 for _ in allowed), per_metric))
+    return options
+
+
+def additive_offsets(workload: Workload, options: Sequence[LayerOptions]) -> dict[str, float]:
+    """What the per-layer costs leave out of a scheme's total (ops that are not layers: on
+    ort-cpu their time; elsewhere nothing), from the scheme of each layer's first option."""
+    scheme = Scheme({o.layer: o.precisions[0] for o in options})
+    cost = workload.scheme_cost(scheme)
+    metrics = workload.resolved_budget.additive
+    return {m: max(0.0, cost.metric(m) - sum(o.costs[m][0] for o in options)) for m in metrics}
+
+
+def search_limits(budget: ResolvedBudget, offsets: dict[str, float]) -> dict[str, float]:
+    """The additive bounds the integer program holds the layers' costs to."""
+    return {m: bound - offsets.get(m, 0.0) for m, bound in budget.additive.items()}
+
+
+def check_feasible(
+    options: Sequence[LayerOptions], budget: ResolvedBudget, offsets: dict[str, float], target: str
+) -> None:
+    """Decided exactly, up front: the cheapest reachable cost of each additive metric."""
+    for metric, bound in budget.additive.items():
+        floor = cheapest(options, metric) + offsets.get(metric, 0.0)
+        if floor > bound * (1 + 1e-9):
+            m = METRICS[metric]
+            limit = next(limit for limit in budget.budget.limits if limit.metric == metric)
+            relative = ""
+            if limit.reference is not None:
+                ref = budget.references[limit.reference].metric(metric)
+                relative = f" ({floor / ref:.3g}x {limit.reference})" if ref > 0 else ""
+            raise BudgetError(
+                f"budget {limit.describe()} ({m.format(bound)}) cannot be met on {target}: the cheapest reachable "
+                f"scheme costs {m.format(floor)}{relative}"
+            )
+
+
+def propose(
+    options: Sequence[LayerOptions],
+    limits: dict[str, float],
+    objectives: Mapping[str, Sequence[Sequence[float]]],
+    levels: int,
+    space: Sequence[Precision],
+    names: Sequence[str],
+) -> list[tuple[Scheme, str]]:
+    """Pareto candidates of each objective at each budget level, plus every uniform scheme of
+    the space (the baselines a user would try first)."""
+    found = [
+        (s, f"{name} @ {fraction:.2f} budget")
+        for s, name, fraction in pareto_candidates(options, limits, objectives, levels)
+    ]
+    allowed = [set(o.precisions) for o in options]
+    for precision in space:
+        uniform = Scheme.uniform(names, precision)
+        if all(precision in a for a in allowed) and all(uniform != s for s, _ in found):
+            found.append((uniform, f"uniform {precision.label}"))
+    return found
+
+
+def cost_and_ptq(
+    workload: Workload,
+    found: Sequence[tuple[Scheme, str]],
+    predicted_ptq: Callable[[Scheme], float],
+    run: RunFolder,
+    progress: Callable[[int], None] | None = None,
+) -> list[Candidate]:
+    """Exact cost of every candidate; PTQ quality (validation) of those that fit, stored per
+    candidate in the run folder."""
+    budget = workload.resolved_budget
+    candidates = []
+    for scheme, origin in found:
+        cost = workload.scheme_cost(scheme)
+        candidates.append(Candidate(scheme, origin, cost, budget.fits(cost), predicted_ptq(scheme)))
+    for candidate in candidates:
+        if not candidate.fits:
+            continue
+        name = f"candidates/{candidate.key}.json"
+        saved = run.read(name, _parse_ptq)
+        if saved is None:
+            saved = workload.ptq_quality(candidate.scheme, "validation")
+            run.write_json(name, {"ptq": saved, "scheme": candidate.scheme.to_json()})
+        candidate.ptq = saved
+        if progress is not None:
+            progress(1)
+    return candidates
+
+
+def _parse_ptq(data: Any) -> float:
+    value = float(data["ptq"])
+    if not -1.0 <= value <= 1.0:
+        raise ValueError(f"quality {value} out of range")
+    return value

@@ -1,0 +1,59 @@
+"""Compile settings: validated when made, so a bad value fails before any work."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from mpqc.errors import OptionError
+
+__all__ = ["CompileOptions", "POLICIES", "DEFAULT_BUDGET", "DEFAULT_TARGET"]
+
+DEFAULT_BUDGET = "latency=0.5x"
+DEFAULT_TARGET = "bitserial"
+#: how compile decides where QAT runs (see `mpqc.compiler.policies`)
+POLICIES = ("predicted", "always", "never", "ptq-rule")
+
+
+def _count(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise OptionError(f"{name} must be a whole number >= {low}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """How compile searches and where it spends QAT. Validated on construction (`OptionError`)."""
+
+    #: quality (fraction; 0.01 = 1 point) QAT must add over PTQ to be worth a run
+    qat_tolerance: float = 0.01
+    max_qat_runs: int = 4
+    qat_epochs: int = 3
+    probe_epochs: int = 1
+    lr: float = 1e-4
+    seed: int = 0
+    workers: int | None = None
+    levels: int = 6
+    qat_policy: str = "predicted"
+    #: ptq-rule: besides the candidates the rule selects, QAT the best k by PTQ quality
+    top_k: int = 2
+    progress: bool = True
+    #: reuse sensitivity and probes of an earlier run on the same model, data and space
+    use_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.qat_tolerance, int | float) and math.isfinite(self.qat_tolerance)):
+            raise OptionError(f"--qat-tolerance must be a finite number, got {self.qat_tolerance!r}")
+        if self.qat_tolerance < 0:
+            raise OptionError(f"--qat-tolerance must be >= 0, got {self.qat_tolerance * 100:g} points")
+        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
+            raise OptionError(f"--lr must be a positive number, got {self.lr!r}")
+        _count("--max-qat-runs", self.max_qat_runs, 0)
+        _count("--epochs", self.qat_epochs, 1)
+        _count("--probe-epochs", self.probe_epochs, 1)
+        _count("--levels", self.levels, 1)
+        _count("--top-k", self.top_k, 0)
+        _count("--seed", self.seed, 0)
+        if self.workers is not None:
+            _count("--workers", self.workers, 1)
+        if self.qat_policy not in POLICIES:
+            raise OptionError(f"unknown QAT policy {self.qat_policy!r}; use one of {', '.join(POLICIES)}")

@@ -1,0 +1,86 @@
+"""PTQ sensitivity: each layer alone at each precision of the space (the rest w8a8), its
+quality loss on the validation split against uniform w8a8. One ONNX Runtime pass per
+(layer, precision); reused from the run folder, then from the user cache (it depends on
+the model, data, recipe and space, not on the budget or the target's costs)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mpqc.cache import Cache, content_key
+from mpqc.compiler.run_folder import RunFolder
+from mpqc.precision import W8A8, Precision
+from mpqc.scheme import Scheme
+from mpqc.workload import Workload
+
+__all__ = ["Sensitivity", "measure_sensitivity"]
+
+_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """Per-layer PTQ quality losses: the additive proxy of the search."""
+
+    #: PTQ quality of uniform w8a8
+    reference: float
+    #: layer -> precision label -> quality lost against the reference
+    loss: dict[str, dict[str, float]]
+
+    def predicted_ptq(self, scheme: Scheme) -> float:
+        """Reference minus the layers' losses: the additive proxy the search optimises."""
+        return self.reference - sum(self.loss[name][p.label] for name, p in scheme.layers.items())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reference_ptq": self.reference, "loss": self.loss}
+
+    @classmethod
+    def parse(cls, data: Any, names: Sequence[str], labels: Sequence[str]) -> Sensitivity:
+        """Raises unless the table covers every layer and label with finite numbers."""
+        reference = float(data["reference_ptq"])
+        loss = {n: {lab: float(data["loss"][n][lab]) for lab in labels} for n in names}
+        values = [reference, *[v for row in loss.values() for v in row.values()]]
+        if any(v != v or abs(v) > 2 for v in values):
+            raise ValueError("values out of range")
+        return cls(reference, loss)
+
+
+def measure_sensitivity(
+    workload: Workload,
+    space: Sequence[Precision],
+    run: RunFolder,
+    use_cache: bool,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Sensitivity, str]:
+    """The table, and where it came from ("run folder", "cache" or "measured")."""
+    names = workload.prepared.analysis.layer_names
+    labels = sorted({p.label for p in space} | {W8A8.label})
+    key = content_key({**workload.fingerprint(), "measure": workload.quality.name, "space": labels})
+    cache = Cache("sensitivity", _VERSION, enabled=use_cache)
+
+    def parse(data: Any) -> Sensitivity:
+        return Sensitivity.parse(data, names, labels)
+
+    saved = run.read("sensitivity.json", parse)
+    if saved is not None:
+        return saved, "run folder"
+    saved = cache.get(key, parse)
+    if saved is not None:
+        run.write_json("sensitivity.json", saved.to_json())
+        return saved, "cache"
+    reference_scheme = Scheme.uniform(names, W8A8)
+    reference = workload.ptq_quality(reference_scheme)
+    loss: dict[str, dict[str, float]] = {n: {W8A8.label: 0.0} for n in names}
+    for name in names:
+        for precision in space:
+            if precision.label == W8A8.label:
+                continue
+            loss[name][precision.label] = reference - workload.ptq_quality(reference_scheme.with_layer(name, precision))
+            if progress is not None:
+                progress(1)
+    result = Sensitivity(reference, loss)
+    run.write_json("sensitivity.json", result.to_json())
+    cache.put(key, result.to_json())
+    return result, "measured"

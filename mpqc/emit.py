@@ -1,0 +1,61 @@
+"""From a scheme to the model ONNX Runtime runs: the back-end passes in their fixed order,
+and the check that every emitted model loads before anyone writes or times it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx
+import onnx_ir as ir
+
+from mpqc.frontend import Prepared
+from mpqc.passes.insert_qdq import InsertQDQPass, QDQResult
+from mpqc.passes.upgrade_opset import UpgradeOpsetPass
+from mpqc.recipe import Recipe
+from mpqc.runtime import make_session
+from mpqc.scheme import Scheme
+from mpqc.stats import Calibration
+
+__all__ = ["Emitted", "emit", "serialize"]
+
+
+@dataclass
+class Emitted:
+    """An emitted model and what it stores."""
+
+    model: ir.Model
+    #: bytes of all layer weights at their stored widths (float layers at 4 bytes a value)
+    weight_bytes: int
+
+    def proto(self) -> onnx.ModelProto:
+        return ir.serde.serialize_model(self.model)
+
+    def payload(self) -> bytes:
+        return serialize(self.model)
+
+
+def serialize(model: ir.Model) -> bytes:
+    """The model's bytes, as ONNX Runtime and files take them."""
+    return ir.serde.serialize_model(model).SerializeToString()
+
+
+def emit(
+    prepared: Prepared,
+    scheme: Scheme,
+    calibration: Calibration,
+    recipe: Recipe | None = None,
+    int8_kernels: bool = False,
+    check: bool = False,
+) -> Emitted:
+    """The QDQ model of one scheme (no evaluation). `int8_kernels` lowers for CPUs whose only
+    fast low-bit kernels are int8; `check` loads the result in ONNX Runtime (`ModelError`
+    if it refuses)."""
+    work = prepared.copy()
+    if scheme.uses_bits(2):
+        work = UpgradeOpsetPass(25)(work).model
+    result = InsertQDQPass(prepared.analysis, scheme, calibration, recipe, int8_kernels)(work)
+    assert isinstance(result, QDQResult)
+    emitted = Emitted(result.model, result.weight_bytes)
+    if check:
+        make_session(emitted.payload())
+    return emitted

@@ -1,0 +1,231 @@
+"""QAT jobs: PTQ and QAT of one scheme, anywhere.
+
+A `QatContext` carries everything a worker needs (picklable, sent once per worker). A job
+is a scheme plus its training settings; its key is a content hash of the context and the
+job, so a result stored under it is valid for any run that asks the same question. A
+`JobStore` keeps finished jobs (validated on read, like the cache) so an interrupted run
+redoes only what had not finished, whatever executor runs it."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from mpqc.cache import Cache, content_key
+from mpqc.data import Dataset
+from mpqc.executor import make_executor
+from mpqc.frontend import Prepared, prepare
+from mpqc.modelio import atomic_write_bytes
+from mpqc.qat.config import QatConfig
+from mpqc.quality import QualityMeasure
+from mpqc.recipe import Recipe
+from mpqc.runtime import Outputs, Runner, make_session
+from mpqc.scheme import Scheme
+from mpqc.signature import InputSpec
+from mpqc.stats import Calibration
+
+__all__ = ["QatContext", "QatJob", "JobResult", "JobStore", "run_jobs", "context_from"]
+
+_STORE_VERSION = 1
+
+
+@dataclass
+class QatContext:
+    """What every QAT job of one workload shares."""
+
+    model_bytes: bytes
+    calibration: Calibration
+    recipe: Recipe
+    specs: list[InputSpec]
+    train: Dataset
+    validation: Dataset
+    #: the float model's outputs on `train` (distillation targets) and on `validation`
+    teacher: Outputs
+    reference: Outputs
+    measure: QualityMeasure
+    config: QatConfig
+    per_sample: bool
+    #: content hash of all of the above
+    key: str = ""
+
+
+def context_from(workload: Any, config: QatConfig) -> QatContext:
+    """The QAT context of a `mpqc.workload.Workload`."""
+    teacher = workload.reference("train")
+    reference = workload.reference("validation")
+    fingerprint = workload.fingerprint()
+    key = content_key(
+        {
+            **fingerprint,
+            "measure": workload.quality.name,
+            "config": dataclasses.asdict(dataclasses.replace(config, progress=False)),
+        }
+    )
+    return QatContext(
+        workload.prepared.proto.SerializeToString(),
+        workload.calibration,
+        workload.recipe,
+        workload.specs,
+        workload.splits.train,
+        workload.splits.validation,
+        teacher,
+        reference,
+        workload.quality,
+        config,
+        workload.float_runner().per_sample,
+        key,
+    )
+
+
+@dataclass(frozen=True)
+class QatJob:
+    """PTQ and QAT of `scheme` (its JSON) for `epochs` epochs with `seed`."""
+
+    scheme: dict[str, Any]
+    epochs: int
+    seed: int
+    keep_model: bool = False
+
+    def key(self, context_key: str) -> str:
+        return content_key({"context": context_key, "scheme": self.scheme, "epochs": self.epochs, "seed": self.seed})
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """Validation quality after PTQ and after QAT, and the trained model if kept."""
+
+    ptq: float
+    qat: float
+    seconds: float
+    model: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def necessity(self) -> float:
+        return self.qat - self.ptq
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ptq": self.ptq, "qat": self.qat, "seconds": self.seconds}
+
+
+# -- in the worker -------------------------------------------------------------------------
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(context: QatContext) -> None:
+    import torch
+
+    torch.set_num_threads(context.config.threads)
+    proto = onnx.ModelProto()
+    proto.ParseFromString(context.model_bytes)
+    prepared = prepare(ir.serde.deserialize_model(proto), simplify=False)
+    layout = Runner(make_session(prepared.model), context.specs)
+    layout.per_sample = context.per_sample
+    _STATE.update(context=context, prepared=prepared, layout=layout)
+
+
+def _quality(context: QatContext, payload: bytes) -> float:
+    runner = Runner(make_session(payload), context.specs)
+    runner.per_sample = context.per_sample
+    outputs = runner.run(context.validation)
+    return context.measure.score(outputs, context.reference, context.validation.labels)
+
+
+def _run_job(job: QatJob) -> JobResult:
+    from mpqc.emit import emit
+    from mpqc.qat.train import train_scheme
+
+    context: QatContext = _STATE["context"]
+    prepared: Prepared = _STATE["prepared"]
+    scheme = Scheme.from_json(job.scheme, prepared.analysis.layer_names)
+    start = time.perf_counter()
+    ptq = _quality(context, emit(prepared, scheme, context.calibration, context.recipe).payload())
+    config = dataclasses.replace(context.config, epochs=job.epochs, seed=job.seed, progress=False)
+    outcome = train_scheme(
+        prepared,
+        scheme,
+        context.calibration,
+        context.recipe,
+        context.train,
+        _STATE["layout"],
+        config,
+        context.teacher,
+        context.measure.output,
+    )
+    payload = ir.serde.serialize_model(outcome.model).SerializeToString()
+    qat = _quality(context, payload)
+    return JobResult(ptq, qat, time.perf_counter() - start, payload if job.keep_model else None)
+
+
+# -- in the parent -------------------------------------------------------------------------
+class JobStore:
+    """Finished jobs in a folder (`jobs/` of a run folder), one validated entry each; kept
+    models beside them, checked by their hash."""
+
+    def __init__(self, folder: Path, context_key: str) -> None:
+        self.folder, self.context_key = folder, context_key
+        self._cache = Cache("jobs", _STORE_VERSION, folder=folder)
+
+    def get(self, job: QatJob) -> JobResult | None:
+        key = job.key(self.context_key)
+        model_path = self.folder / f"{key}.onnx"
+
+        def read(data: Any) -> JobResult:
+            values = [float(data[k]) for k in ("ptq", "qat", "seconds")]
+            if not all(np.isfinite(values)):
+                raise ValueError("non-finite result")
+            model = None
+            if job.keep_model:
+                model = model_path.read_bytes()
+                if hashlib.sha256(model).hexdigest() != data["model_sha256"]:
+                    raise ValueError("model file does not match its hash")
+            return JobResult(values[0], values[1], values[2], model)
+
+        return self._cache.get(key, read)
+
+    def put(self, job: QatJob, result: JobResult) -> None:
+        key = job.key(self.context_key)
+        data: dict[str, Any] = result.to_json()
+        if result.model is not None:
+            atomic_write_bytes(self.folder / f"{key}.onnx", result.model)
+            data["model_sha256"] = hashlib.sha256(result.model).hexdigest()
+        self._cache.put(key, data)
+
+
+def run_jobs(
+    context: QatContext,
+    jobs: Sequence[QatJob],
+    workers: int,
+    store: JobStore | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[JobResult]:
+    """Results in job order: stored ones read back, the rest run (in `workers` processes)
+    and stored as each finishes."""
+    results: list[JobResult | None] = [store.get(job) if store is not None else None for job in jobs]
+    todo = [i for i, r in enumerate(results) if r is None]
+    if progress is not None and len(todo) < len(jobs):
+        progress(len(jobs) - len(todo))
+    if todo:
+        executor = make_executor(min(workers, len(todo)), _init_worker, (context,))
+
+        def done(position: int, result: JobResult) -> None:
+            index = todo[position]
+            results[index] = result
+            if store is not None:
+                store.put(jobs[index], result)
+            if progress is not None:
+                progress(1)
+
+        try:
+            executor.run(_run_job, [jobs[i] for i in todo], done)
+        finally:
+            executor.close()
+    return [r for r in results if r is not None]

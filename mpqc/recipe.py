@@ -1,0 +1,70 @@
+"""The PTQ recipe: how ranges and scales are computed, independent of the scheme."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mpqc.errors import OptionError
+
+__all__ = ["Recipe", "ACTIVATION_METHODS", "CALIBRATION_METHODS", "WEIGHT_METHODS"]
+
+#: range methods for one activation tensor
+ACTIVATION_METHODS = ("minmax", "percentile", "mse")
+#: what a user may ask for: one method for every tensor, or `auto` (chosen per tensor)
+CALIBRATION_METHODS = ("auto", *ACTIVATION_METHODS)
+#: `auto`: min-max at 8 bits, MSE-optimal per channel below
+WEIGHT_METHODS = ("auto", "minmax", "mse")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Activation range method, weight scale method, and the 8-bit weight range.
+
+    `reduce_range` keeps 8-bit weights in [-64, 63], so that x86 AVX2 int8 kernels without
+    VNNI cannot saturate their int16 pair sums; full range is right everywhere else."""
+
+    activation_method: str = "minmax"
+    weight_method: str = "auto"
+    percentile: float = 99.99
+    reduce_range: bool = True
+    #: (tensor, bits) -> method, filled by the `auto` calibration choice
+    chosen: Mapping[tuple[str, int], str] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.activation_method not in CALIBRATION_METHODS:
+            raise OptionError(
+                f"unknown calibration method {self.activation_method!r}; use one of {', '.join(CALIBRATION_METHODS)}"
+            )
+        if self.weight_method not in WEIGHT_METHODS:
+            raise OptionError(f"unknown weight method {self.weight_method!r}; use one of {', '.join(WEIGHT_METHODS)}")
+        if not (isinstance(self.percentile, int | float) and math.isfinite(self.percentile)) or not (
+            50.0 < self.percentile <= 100.0
+        ):
+            raise OptionError(f"percentile must be in (50, 100], got {self.percentile!r}")
+        object.__setattr__(self, "chosen", dict(self.chosen))  # a copy: never shared with the caller
+
+    def method_for(self, tensor: str, bits: int) -> str:
+        """The range method of one activation tensor at one bit width."""
+        if self.activation_method != "auto":
+            return self.activation_method
+        return self.chosen.get((tensor, bits), "minmax")
+
+    def with_choices(self, chosen: Mapping[tuple[str, int], str]) -> Recipe:
+        return replace(self, chosen=chosen)
+
+    def weight_method_for(self, bits: int) -> str:
+        if self.weight_method != "auto":
+            return self.weight_method
+        return "minmax" if bits == 8 else "mse"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "activation_method": self.activation_method,
+            "weight_method": self.weight_method,
+            "percentile": self.percentile,
+            "reduce_range": self.reduce_range,
+            "chosen": {f"{t}@{b}": m for (t, b), m in sorted(self.chosen.items())},
+        }

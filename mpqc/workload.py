@@ -1,0 +1,250 @@
+"""The workload: everything a command works on, built once.
+
+`Workload.build` checks every input that can be checked cheaply (target, budget, metric,
+data against the model's inputs) before anything expensive runs, and loads each data split
+once. What costs time is computed on first use and kept: the calibration, the float
+model's outputs on each split, the quality measure, the target's cost model and the budget
+made absolute. compile, necessity, qat, profile and the API all take a workload instead of
+rebuilding these."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from mpqc.budget import Budget, ResolvedBudget
+from mpqc.calibrate import calibrate
+from mpqc.cost import SchemeCost, bops, peak_activation_bytes, weight_bytes
+from mpqc.data import Dataset
+from mpqc.emit import Emitted, emit
+from mpqc.errors import BudgetError, DataError
+from mpqc.frontend import ModelLike, Prepared, prepare
+from mpqc.precision import FLOAT, W8A8
+from mpqc.quality import MEASURES, Evaluation, QualityMeasure, check_labels, choose_measure, evaluate_outputs
+from mpqc.recipe import Recipe
+from mpqc.runtime import Outputs, Runner, make_session
+from mpqc.scheme import Scheme
+from mpqc.signature import InputSpec, input_specs
+from mpqc.splits import DataSpec, Splits, make_splits
+from mpqc.stats import Calibration
+from mpqc.targets import CostModel, Target, get_target
+
+__all__ = ["Workload", "Reporter"]
+
+Reporter = Callable[[str], None]
+_REFERENCE_SCHEMES = {"int8": W8A8, "float": FLOAT}
+
+
+def stderr_reporter() -> Reporter:
+    """Progress lines on stderr, stamped with the seconds since the start."""
+    start = time.perf_counter()
+
+    def say(line: str) -> None:
+        print(f"[{time.perf_counter() - start:7.1f}s] {line}", file=sys.stderr, flush=True)
+
+    return say
+
+
+class Workload:
+    """A prepared model, its data splits, the PTQ recipe, and optionally a target and a
+    budget. Use `Workload.build`."""
+
+    def __init__(
+        self,
+        prepared: Prepared,
+        splits: Splits,
+        specs: list[InputSpec],
+        recipe: Recipe,
+        *,
+        metric: str | None = None,
+        target: Target | None = None,
+        budget: Budget | None = None,
+        calib_samples: int | None = None,
+        use_cache: bool = True,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.prepared = prepared
+        self.splits = splits
+        self.specs = specs
+        self.recipe = recipe
+        self.metric = metric
+        self.target = target
+        self.budget = budget
+        self.calib_samples = calib_samples
+        self.use_cache = use_cache
+        self.reporter = reporter
+        self._runner: Runner | None = None
+        self._references: dict[str, Outputs] = {}
+
+    @classmethod
+    def build(
+        cls,
+        model: ModelLike | Prepared,
+        data: DataSpec = None,
+        *,
+        val_data: DataSpec = None,
+        test_data: DataSpec = None,
+        metric: str | None = None,
+        target: str | Target | None = None,
+        budget: str | Budget | None = None,
+        recipe: Recipe | None = None,
+        calib_samples: int | None = None,
+        threads: int = 1,
+        use_cache: bool = True,
+        reporter: Reporter | None = None,
+        require_layers: bool = True,
+    ) -> Workload:
+        """Check everything cheap first (target, budget, metric), then prepare the model and
+        load and check the data. `require_layers=False` accepts a model with nothing to
+        quantize (to evaluate one that already is)."""
+        if metric is not None and metric not in MEASURES:
+            raise DataError(f"unknown metric {metric!r}; use one of {', '.join(MEASURES)}")
+        if calib_samples is not None and calib_samples < 1:
+            raise DataError(f"--calib-samples must be at least 1, got {calib_samples}")
+        resolved_target = get_target(target, threads=threads) if target is not None else None
+        parsed_budget = Budget.parse(budget) if isinstance(budget, str) else budget
+        if parsed_budget is not None and resolved_target is None:
+            raise BudgetError("a budget needs a target to price it")
+        prepared = prepare(model)
+        if require_layers:
+            prepared.require_layers()
+        recipe = recipe or Recipe(**(resolved_target.recipe_defaults() if resolved_target else {}))
+
+        def specs_for(batch_axes: dict[str, int]) -> list[InputSpec]:
+            return input_specs(prepared.model, batch_axes)
+
+        splits = make_splits(data, specs_for, validation=val_data, test=test_data)
+        specs = specs_for({})
+        return cls(
+            prepared,
+            splits,
+            specs,
+            recipe,
+            metric=metric,
+            target=resolved_target,
+            budget=parsed_budget,
+            calib_samples=calib_samples,
+            use_cache=use_cache,
+            reporter=reporter,
+        )
+
+    # -- progress ---------------------------------------------------------------------------
+    def say(self, line: str) -> None:
+        if self.reporter is not None:
+            self.reporter(line)
+
+    # -- running models ---------------------------------------------------------------------
+    def runner(self, model: ir.Model | bytes) -> Runner:
+        runner = Runner(make_session(model), self.specs)
+        if self._runner is not None:
+            runner.per_sample = self._runner.per_sample  # the float model showed the layout
+        return runner
+
+    def outputs(self, model: ir.Model | bytes, split: str) -> Outputs:
+        self.reference(split)
+        return self.runner(model).run(self.splits.get(split))
+
+    def float_runner(self) -> Runner:
+        """The runner of the float model; after a run it knows how samples map to outputs."""
+        if self._runner is None:
+            self._runner = self.runner(self.prepared.model)
+        return self._runner
+
+    def reference(self, split: str) -> Outputs:
+        """The float model's outputs on a split (kept)."""
+        if split not in self._references:
+            self._references[split] = self.float_runner().run(self.splits.get(split))
+        return self._references[split]
+
+    def sample_feed(self) -> dict[str, np.ndarray]:
+        """One calibration sample in the model's layout (timing)."""
+        runner = Runner(make_session(self.prepared.model), self.specs)
+        return runner.feed(self.splits.train.take(1).inputs)
+
+    # -- what is computed once ------------------------------------------------------------------
+    @cached_property
+    def quality(self) -> QualityMeasure:
+        """The measure, chosen from the float model's validation outputs and the labels; labels
+        of every split are checked against it."""
+        validation = self.splits.validation
+        measure = choose_measure(self.metric, self.reference("validation"), validation.labels, validation.name)
+        checked: dict[str, Any] = {}
+        for role in ("train", "validation", "test"):
+            dataset = self.splits.get(role)
+            if dataset.labels is not None:
+                checked[role] = dataset.with_labels(check_labels(dataset.labels, measure.classes, dataset.name))
+        self.splits = replace(self.splits, **checked)
+        if measure.needs_labels and any(self.splits.get(r).labels is None for r in ("train", "validation", "test")):
+            raise DataError("metric top1 needs labels in every split; some data has none")
+        return measure
+
+    @cached_property
+    def calibration(self) -> Calibration:
+        data = self.splits.train
+        if self.calib_samples is not None:
+            data = data.take(self.calib_samples)
+        histograms = self.recipe.activation_method != "minmax"
+        self.say(f"calibration: {len(data)} samples")
+        return calibrate(self.prepared.model, data, self.specs, self.prepared.analysis.activation_tensors, histograms)
+
+    @cached_property
+    def costs(self) -> CostModel:
+        if self.target is None:
+            raise BudgetError("no target: costs need one")
+        return self.target.cost_model(self)
+
+    @cached_property
+    def resolved_budget(self) -> ResolvedBudget:
+        if self.budget is None:
+            raise BudgetError("no budget given")
+        refs = {name: self.scheme_cost(self.uniform(_REFERENCE_SCHEMES[name])) for name in self.budget.references}
+        return self.budget.resolve(refs)
+
+    # -- per scheme -------------------------------------------------------------------------
+    def uniform(self, precision: Any) -> Scheme:
+        return Scheme.uniform(self.prepared.analysis.layer_names, precision)
+
+    def emit(self, scheme: Scheme, check: bool = False) -> Emitted:
+        int8_kernels = self.target.int8_kernels if self.target is not None else False
+        return emit(self.prepared, scheme, self.calibration, self.recipe, int8_kernels, check)
+
+    def evaluate(self, model: ir.Model | bytes, split: str) -> Evaluation:
+        """Quality of a model (float or quantized) on a split, against the float model."""
+        dataset = self.splits.get(split)
+        measure = self.quality
+        return evaluate_outputs(self.outputs(model, split), self.reference(split), dataset.labels, measure, split)
+
+    def ptq_quality(self, scheme: Scheme, split: str = "validation") -> float:
+        return self.evaluate(self.emit(scheme).payload(), split).quality
+
+    def scheme_cost(self, scheme: Scheme) -> SchemeCost:
+        analysis, model = self.prepared.analysis, self.prepared.model
+        return SchemeCost(
+            latency_s=float(self.costs.latency(scheme)) if self.target is not None else 0.0,
+            weight_bytes=weight_bytes(analysis, scheme),
+            peak_activation_bytes=peak_activation_bytes(model, analysis, scheme),
+            bops=bops(analysis, scheme),
+        )
+
+    def fingerprint(self) -> dict[str, str]:
+        """Content hashes of what results depend on: model, every split, recipe."""
+        return {
+            "model": self.prepared.digest(),
+            "train": self.splits.train.digest(),
+            "validation": self.splits.validation.digest(),
+            "test": self.splits.test.digest(),
+            "recipe": json.dumps(self.recipe.to_json(), sort_keys=True),
+            "metric": self.metric or "auto",
+            "calib_samples": str(self.calib_samples),
+        }
+
+    def dataset(self, split: str) -> Dataset:
+        return self.splits.get(split)
