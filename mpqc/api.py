@@ -297,6 +297,7 @@ def compile(  # noqa: A001 (the main job is called compile)
     space: str | list[str | Precision] | None = None,
     recipe: Recipe | None = None,
     threads: int = 1,
+    calib_samples: int | None = None,
 ) -> CompileResult:
     """The best scheme for `model` under `budget` on `target`, with QAT where the policy
     spends it; everything is written to the run folder `output`."""
@@ -312,5 +313,6 @@ def compile(  # noqa: A001 (the main job is called compile)
         recipe=recipe,
         threads=threads,
         use_cache=options.use_cache,
+        calib_samples=calib_samples,
     )
     return compile_workload(work, output, options, resume, space)

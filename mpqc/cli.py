@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import warnings
@@ -346,6 +347,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
         space=args.space,
         recipe=_recipe_of(args),
         threads=args.threads,
+        calib_samples=args.calib_samples,
         **_data_kwargs(args),
     )
     rows = [("", "value"), *summary_rows(result.report)]
@@ -614,6 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (0, 2 for bad input, 130 when interrupted, 1 for a bug)."""
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)  # libraries' warnings are not the user's business on stderr
     try:
         args.func(args)
         sys.stdout.flush()

@@ -86,8 +86,10 @@ def _real(path: str | os.PathLike[str]) -> Path:
 def check_output(path: str | os.PathLike[str], probe: bool = True) -> Path:
     """Refuse, before any work, an output mpqc would not or could not write. Returns the
     real path (through symbolic links). `probe` also creates and removes a file there."""
-    target = _real(path)
     shown = Path(path)
+    if len(os.fsencode(shown.name)) > 240:  # before any stat: the system refuses such names outright
+        raise OutputError(f"cannot write {shown}: the file name is too long ({len(shown.name)} characters)")
+    target = _real(path)
     if target.exists() or target.is_symlink():
         mode = os.stat(target).st_mode if target.exists() else 0
         if stat.S_ISDIR(mode):

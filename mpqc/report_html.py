@@ -67,7 +67,7 @@ def plots(report: dict[str, Any]) -> dict[str, bytes]:
     probes = report.get("probes")
     if probes:
         variants = probes["variants"]
-        rows = list(probes["layers"])
+        rows = [layer for layer in winner["scheme"] if layer in probes["layers"]]  # the model's order
         values = [[100 * probes["layers"][r][v]["necessity"] for v in variants] for r in rows]
         images["necessity"] = heatmap_png(rows, variants, values, "QAT necessity per layer (points)", "N (points)")
     return images

@@ -25,7 +25,7 @@ from mpqc.calibrate import calibrate
 from mpqc.cost import SchemeCost, bops, peak_activation_bytes, weight_bytes
 from mpqc.data import Dataset
 from mpqc.emit import Emitted, emit
-from mpqc.errors import BudgetError, DataError
+from mpqc.errors import BudgetError, DataError, OptionError
 from mpqc.frontend import ModelLike, Prepared, prepare
 from mpqc.precision import FLOAT, W8A8
 from mpqc.quality import MEASURES, Evaluation, QualityMeasure, check_labels, choose_measure, evaluate_outputs
@@ -109,6 +109,8 @@ class Workload:
             raise DataError(f"unknown metric {metric!r}; use one of {', '.join(MEASURES)}")
         if calib_samples is not None and calib_samples < 1:
             raise DataError(f"--calib-samples must be at least 1, got {calib_samples}")
+        if threads < 1:
+            raise OptionError(f"--threads must be at least 1, got {threads}")
         resolved_target = get_target(target, threads=threads) if target is not None else None
         parsed_budget = Budget.parse(budget) if isinstance(budget, str) else budget
         if parsed_budget is not None and resolved_target is None:

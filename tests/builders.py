@@ -165,3 +165,32 @@ def with_if() -> onnx.ModelProto:
         inits,
         opset=17,
     )
+
+
+def dangling() -> onnx.ModelProto:
+    """A node reading a value nothing produces: the checker refuses it."""
+    nodes = [h.make_node("Relu", ["nowhere"], ["y"], name="relu")]
+    return model(
+        nodes, [h.make_tensor_value_info("x", T.FLOAT, [1, 4])], [h.make_tensor_value_info("y", T.FLOAT, [1, 4])]
+    )
+
+
+def _external(location: str) -> bytes:
+    proto = conv_relu_gemm()
+    weight = proto.graph.initializer[0]
+    weight.ClearField("raw_data")
+    weight.ClearField("float_data")
+    weight.data_location = onnx.TensorProto.EXTERNAL
+    entry = weight.external_data.add()
+    entry.key, entry.value = "location", location
+    return proto.SerializeToString()
+
+
+def external_outside() -> bytes:
+    """Weights said to lie outside the model's folder (path traversal)."""
+    return _external("../../../../etc/passwd")
+
+
+def external_missing() -> bytes:
+    """Weights said to lie in a file that is not there."""
+    return _external("weights.bin")

@@ -18,3 +18,11 @@ def returns_none():
 
 def returns_int():
     return 3
+
+
+NOT_CALLABLE = 42
+
+
+def mixed_keys():
+    yield {"input": np.zeros((2, 1, 16, 16), np.float32)}
+    yield {"other": np.zeros((2, 1, 16, 16), np.float32)}

@@ -100,18 +100,18 @@ def compile_workload(
     inputs = _inputs(workload, searched, options)
     run = RunFolder(Path(output), inputs, resume)  # checked; created once the budget is known to be feasible
     say = Progress(options.progress, run.log)
-    workload.reporter = say
+    workload.reporter = say  # a measuring target says what it profiles
     names = workload.prepared.analysis.layer_names
-    say(
-        f"mpqc compile: {len(names)} layers, target {workload.target.name}, budget {workload.budget.describe()}, "
-        f"data {workload.splits.describe()}" + (" (resumed)" if resume else "")
-    )
 
-    # 2. costs and feasibility, before any PTQ or QAT work
+    # 2. costs and feasibility, before any PTQ or QAT work (and before anything is written)
     per_layer = layer_options(workload, searched, workload.budget.metrics)
     offsets = additive_offsets(workload, per_layer)
     check_feasible(per_layer, workload.resolved_budget, offsets, workload.target.name)
     run.open()
+    say(
+        f"mpqc compile: {len(names)} layers, target {workload.target.name}, budget {workload.budget.describe()}, "
+        f"data {workload.splits.describe()}" + (" (resumed)" if resume else "")
+    )
     try:
         return _search(workload, run, say, per_layer, offsets, searched, policy, options, inputs, start)
     except MpqcError as exc:
@@ -184,7 +184,14 @@ def _search(
                 models[candidate.key] = result.model
 
     ctx = PolicyContext(
-        float_quality, options.qat_tolerance, options.max_qat_runs, workers, options.top_k, train, say, oracle
+        float_quality,
+        options.qat_tolerance,
+        options.max_qat_runs,
+        options.round_size,
+        options.top_k,
+        train,
+        say,
+        oracle,
     )
     qat_runs = policy.run(fitting, ctx)
 
@@ -216,7 +223,7 @@ def _search(
         probes,
         options,
         qat_runs,
-        time.perf_counter() - say.start,
+        time.perf_counter() - start,
         inputs,
         winner_test,
         float_test,
@@ -233,9 +240,7 @@ def _search(
         f"winner: {winner.scheme.summary()} via {winner.recovery.upper()}, validation "
         f"{100 * winner.quality:.2f} (float {100 * float_quality:.2f}); report: {run.path / 'report.html'}"
     )
-    return CompileResult(
-        proto, winner.scheme, report, candidates, winner, run.path, qat_runs, time.perf_counter() - start, notes
-    )
+    return CompileResult(proto, winner.scheme, report, candidates, winner, run.path, qat_runs, report["seconds"], notes)
 
 
 def _unrecoverable(oracle: Oracle, layer: str, precision: Precision) -> float:
@@ -262,5 +267,6 @@ def _inputs(workload: Workload, space: Sequence[Precision], options: CompileOpti
         "max_qat_runs": options.max_qat_runs,
         "levels": options.levels,
         "top_k": options.top_k,
+        "round_size": options.round_size,
         "lr": options.lr,
     }

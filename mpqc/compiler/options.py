@@ -34,8 +34,11 @@ class CompileOptions:
     workers: int | None = None
     levels: int = 6
     qat_policy: str = "predicted"
-    #: ptq-rule: besides the candidates the rule selects, QAT the best k by PTQ quality
+    #: ptq-rule: QAT the best k candidates (by PTQ quality) the rule selects
     top_k: int = 2
+    #: predicted: QAT runs per round before the predictor is refitted (not the worker count:
+    #: the answer must not depend on how many workers run it)
+    round_size: int = 2
     progress: bool = True
     #: reuse sensitivity and probes of an earlier run on the same model, data and space
     use_cache: bool = True
@@ -52,6 +55,7 @@ class CompileOptions:
         _count("--probe-epochs", self.probe_epochs, 1)
         _count("--levels", self.levels, 1)
         _count("--top-k", self.top_k, 0)
+        _count("round_size", self.round_size, 1)
         _count("--seed", self.seed, 0)
         if self.workers is not None:
             _count("--workers", self.workers, 1)

@@ -39,7 +39,7 @@ class PolicyContext:
     float_quality: float
     tolerance: float
     max_runs: int
-    workers: int
+    round_size: int
     top_k: int
     train: Train
     say: Callable[[str], None]
@@ -109,7 +109,7 @@ class PtqRulePolicy(QatPolicy):
 
 
 class PredictedPolicy(QatPolicy):
-    """QAT in rounds of `workers` runs, best predicted first. After each round the oracle
+    """QAT in rounds of `round_size` runs, best predicted first. After each round the oracle
     refits the unrecovered fraction from the runs just paid for, predictions are redone,
     and only candidates still predicted (optimistically: + one sigma) to beat the best
     result by the tolerance go on."""
@@ -142,7 +142,7 @@ class PredictedPolicy(QatPolicy):
             if not eligible:
                 break
             eligible.sort(key=lambda c: (-_optimistic(c.prediction) if c.prediction else 0.0, c.key))
-            batch = eligible[: min(max(ctx.workers, 1), left)]
+            batch = eligible[: min(ctx.round_size, left)]
             for c in batch:
                 assert c.prediction is not None
                 c.decision = f"qat: predicted {100 * c.prediction.qat_quality:.2f} > best {100 * best:.2f} + tolerance"

@@ -30,8 +30,10 @@ class Sensitivity:
     loss: dict[str, dict[str, float]]
 
     def predicted_ptq(self, scheme: Scheme) -> float:
-        """Reference minus the layers' losses: the additive proxy the search optimises."""
-        return self.reference - sum(self.loss[name][p.label] for name, p in scheme.layers.items())
+        """Reference minus the layers' losses: the additive proxy the search optimises, held to
+        [0, 1] (layers that gained by noise must not predict more than perfect quality)."""
+        raw = self.reference - sum(self.loss[name][p.label] for name, p in scheme.layers.items())
+        return min(1.0, max(0.0, raw))
 
     def to_json(self) -> dict[str, Any]:
         return {"reference_ptq": self.reference, "loss": self.loss}
