@@ -38,7 +38,7 @@ _LAZY = {
     "CompileResult": "mpqc.compiler",
     "QuantizeResult": "mpqc.api",
     "ProfileReport": "mpqc.profile",
-    "QatConfig": "mpqc.qat.config",
+    "QatConfig": "mpqc.training.config",
     "analyze": "mpqc.api",
     "prepare": "mpqc.api",
     "quantize": "mpqc.api",
@@ -108,7 +108,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from mpqc.frontend import Prepared
     from mpqc.precision import Precision
     from mpqc.profile import ProfileReport
-    from mpqc.qat.config import QatConfig
     from mpqc.quality import Evaluation, QualityMeasure
     from mpqc.scheme import Scheme
+    from mpqc.training.config import QatConfig
     from mpqc.workload import Workload

@@ -23,7 +23,10 @@ FLOAT_OPS = frozenset(
     ReduceMin ReduceL2 LayerNormalization BatchNormalization InstanceNormalization GroupNormalization
     Shape Gather GatherElements Slice Split Cast Expand Tile Pad Resize Upsample Where Equal Less Greater
     Not And Or ConstantOfShape Range Identity Dropout Constant If Loop Scan ArgMax TopK NonZero Einsum
-    Squeeze Unsqueeze DepthToSpace SpaceToDepth CumSum Trilu ScatterND GatherND OneHot Size""".split()
+    Squeeze Unsqueeze DepthToSpace SpaceToDepth CumSum Trilu ScatterND GatherND OneHot Size LSTM GRU RNN
+    Floor Ceil Round Sign Sin Cos Tan Atan Softsign Mish Celu ThresholdedRelu LessOrEqual GreaterOrEqual Xor Mod
+    CastLike IsNaN IsInf ReduceProd ReduceL1 ReduceSumSquare ReduceLogSum ReduceLogSumExp ArgMin
+    InstanceNormalization GlobalMaxPool""".split()
 )
 
 
@@ -45,6 +48,9 @@ class Layer:
     groups: int
     macs: int | None
     params: int
+    #: where the layer lives: "" for the main graph, else the If branches it sits in
+    #: ("If_0.then_branch"); such layers get per-layer Q/DQ but no int8 region
+    scope: str = ""
 
     @property
     def depthwise(self) -> bool:

@@ -128,7 +128,7 @@ def quantize(
     payload = emitted.payload()
     seconds = time.perf_counter() - start
     float_bytes = sum(layer.params for layer in analysis.layers) * 4
-    notes = [*work.splits.notes, *work.calibration.notes, *analysis.notes]
+    notes = [*work.splits.notes, *work.calibration_notes(), *emitted.notes, *analysis.notes]
     result = QuantizeResult(
         emitted.proto(),
         bound,
@@ -206,6 +206,10 @@ class QatRunResult:
     losses: list[float] = field(default_factory=list)
     output: Path | None = None
     data: str = ""
+    #: how training went (best step, early stop, or the PTQ weights kept)
+    training: str = ""
+    #: the trained model did not beat PTQ on validation, so the PTQ model was kept
+    kept_ptq: bool = False
 
     @property
     def necessity(self) -> float:
@@ -223,6 +227,8 @@ class QatRunResult:
             "losses": self.losses,
             "output": None if self.output is None else str(self.output),
             "data": self.data,
+            "training": self.training,
+            "kept_ptq": self.kept_ptq,
         }
 
 
@@ -237,9 +243,11 @@ def qat(
     metric: str | None = None,
     output: str | os.PathLike[str] | None = None,
 ) -> QatRunResult:
-    """PTQ then QAT of `scheme`: trained on the training split, reported on the test split."""
-    from mpqc.qat.config import QatConfig
-    from mpqc.qat.train import resolve_loss, train_scheme
+    """PTQ then QAT of `scheme`: trained on the training split, its best state chosen on the
+    validation split (never worse than PTQ there), reported on the test split."""
+    from mpqc.emit import serialize
+    from mpqc.training.config import QatConfig
+    from mpqc.training.train import Validation, resolve_loss, train_scheme
 
     if output is not None:
         check_output(output)
@@ -249,8 +257,7 @@ def qat(
     bound = Scheme.parse(scheme, work.prepared.analysis.layer_names)
     loss = resolve_loss(config, work.splits.train.labels is not None)
     measure = work.quality
-    teacher = work.reference("train")
-    ptq_eval = work.evaluate(work.emit(bound).payload(), "test")
+    ptq_payload = work.emit(bound).payload()
     outcome = train_scheme(
         work.prepared,
         bound,
@@ -259,23 +266,26 @@ def qat(
         work.splits.train,
         work.float_runner(),
         config,
-        teacher,
+        work.reference("train"),
         measure.output,
+        Validation(work.splits.validation, work.reference("validation"), measure),
     )
-    from mpqc.emit import serialize
-
     payload = serialize(outcome.model)
-    qat_eval = work.evaluate(payload, "test")
+    kept = work.evaluate(payload, "validation").quality < work.evaluate(ptq_payload, "validation").quality
+    if kept:  # never end below the PTQ start on validation
+        payload = ptq_payload
     result = QatRunResult(
         onnx.load_from_string(payload),
         bound,
-        ptq_eval,
-        qat_eval,
+        work.evaluate(ptq_payload, "test"),
+        work.evaluate(payload, "test"),
         loss,
         time.perf_counter() - start,
         outcome.seconds_per_epoch,
         outcome.losses,
         data=work.splits.describe(),
+        training=outcome.summary() + ("; ONNX Runtime found the PTQ model better on validation: kept" if kept else ""),
+        kept_ptq=kept,
     )
     if output is not None:
         result.output = atomic_write_bytes(output, payload)

@@ -10,7 +10,7 @@ import onnx_ir as ir
 
 from mpqc.data import Dataset
 from mpqc.errors import DataError
-from mpqc.passes.observe_tensors import ObserveTensorsPass
+from mpqc.passes.observe_tensors import OBSERVED_KEY, ObserveTensorsPass
 from mpqc.runtime import Runner, make_session
 from mpqc.signature import InputSpec
 from mpqc.stats import Calibration, TensorStats
@@ -32,16 +32,16 @@ def calibrate(
     start = time.perf_counter()
     observed = ObserveTensorsPass(tensors)(model).model
     runner = Runner(make_session(observed, threads=threads), specs, batch_size)
-    wanted = set(tensors)
-    names = [n for n in runner.names if n in wanted]
-    stats = {name: TensorStats(histogram=histograms) for name in names}
+    tensor_of: dict[str, str] = observed.meta[OBSERVED_KEY]  # graph output -> tensor
+    names = [n for n in runner.names if n in tensor_of]
+    stats = {tensor_of[name]: TensorStats(histogram=histograms) for name in names}
     seen = 0
     for batch in data.batches(runner.batch_size):
         if runner.fixed and len(batch) != runner.batch_size:
             break
         outputs = runner.call(names, batch, data.name)
         for name, array in zip(names, outputs):
-            stats[name].update(array)
+            stats[tensor_of[name]].update(array)
         seen += len(batch)
     if seen == 0:
         raise DataError(f"data {data.name} gave no complete batch for calibration")
@@ -52,5 +52,8 @@ def calibrate(
     ]
     empty = [name for name, s in stats.items() if s.count == 0]
     if empty:
-        notes.append(f"{len(empty)} observed tensor(s) held no finite value (e.g. {empty[0]})")
+        notes.append(
+            f"{len(empty)} observed tensor(s) saw no value in calibration (e.g. {empty[0]}): an If branch that never "
+            "ran, or only NaN/Inf"
+        )
     return Calibration(stats, seen, time.perf_counter() - start, histograms, notes)

@@ -73,8 +73,8 @@ def _recipe(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--calib-method",
         choices=("auto", "minmax", "percentile", "mse"),
-        default=None,
-        help="activation range method (default: minmax)",
+        default="auto",
+        help="activation range method; auto picks one per tensor by the output fidelity it gives",
     )
     g.add_argument(
         "--weight-method",
@@ -153,7 +153,7 @@ def _recipe_of(args: argparse.Namespace) -> Any:
     from mpqc.recipe import Recipe
 
     return Recipe(
-        activation_method=args.calib_method or "minmax",
+        activation_method=args.calib_method or "auto",
         weight_method=args.weight_method,
         percentile=args.percentile,
         reduce_range=not args.full_range_weights,
@@ -333,6 +333,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
         workers=args.workers,
         qat_policy=args.qat_policy,
         top_k=args.top_k,
+        sensitivity_samples=args.sensitivity_samples,
         progress=not args.json,
         use_cache=not args.no_cache,
     )
@@ -368,7 +369,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
 
 def _cmd_qat(args: argparse.Namespace) -> None:
     from mpqc import api
-    from mpqc.qat.config import QatConfig
+    from mpqc.training.config import QatConfig
 
     model = Path(args.model) if args.model else None
     stem = model.stem if model else "digits_cnn"
@@ -387,6 +388,7 @@ def _cmd_qat(args: argparse.Namespace) -> None:
     if q.sqnr_db is not None:
         rows.append(("output SQNR vs float", f"{p.sqnr_db:.1f} dB", f"{q.sqnr_db:.1f} dB"))
     text = _table(rows) + f"\nQAT necessity N = {100 * result.necessity:+.2f} points ({q.measure}, test split)"
+    text += f"\ntraining: {result.training}"
     text += (
         f"\n{result.scheme.summary()}, {args.epochs} epoch(s) with {result.loss} loss, "
         f"{result.seconds_per_epoch:.2f} s/epoch, {result.seconds:.1f} s in all; data: {result.data}"
@@ -545,6 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=2, help="ptq-rule: QAT the best k candidates by PTQ")
     p.add_argument("--epochs", type=int, default=3, help="QAT epochs for candidates")
     p.add_argument("--probe-epochs", type=int, default=1, help="QAT epochs for the necessity probes")
+    p.add_argument(
+        "--sensitivity-samples", type=int, default=32, help="validation samples the per-layer sensitivity pass runs"
+    )
     p.set_defaults(func=_cmd_compile)
 
     p = add(
@@ -557,8 +562,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scheme", default="w4a4", help="a precision for every layer, or a scheme .json")
     p.add_argument("--epochs", type=int, default=3, help="training epochs")
-    p.add_argument("--lr", type=float, default=1e-4, help="learning rate")
-    p.add_argument("--batch-size", type=int, default=64, help="samples per step")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=0.05,
+        help="relative learning rate: each step moves a weight by this much of its quantization step",
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="samples per step")
     p.add_argument(
         "--loss",
         choices=("auto", "labels", "distill"),

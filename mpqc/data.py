@@ -115,8 +115,12 @@ def to_dataset(raw: RawData | Dataset, specs: Sequence[InputSpec]) -> Dataset:
     if missing:
         raise DataError(f"data {raw.name} has no array for model input(s) {missing}; it has {sorted(raw.arrays)}")
     fixed: dict[str, np.ndarray] = {}
+    unbatched: dict[str, np.ndarray] = {}
     for spec in specs:
         array = raw.arrays[spec.name]
+        if not spec.batched:  # one value for every run: given once, or once per sample (all equal)
+            unbatched[spec.name] = _one_value(array, spec, raw.name)
+            continue
         if spec.shape is not None and array.ndim != len(spec.shape):
             raise DataError(
                 f"data {raw.name}: input {spec.name} has {array.ndim} dimensions {tuple(array.shape)}, the model "
@@ -139,9 +143,13 @@ def to_dataset(raw: RawData | Dataset, specs: Sequence[InputSpec]) -> Dataset:
             raise DataError(f"data {raw.name}: input {spec.name} contains NaN or Inf")
         fixed[spec.name] = array
     lengths = {name: len(a) for name, a in fixed.items()}
+    if not lengths:
+        raise DataError(f"data {raw.name}: the model has no batched input to count samples by")
     if len(set(lengths.values())) > 1:
         raise DataError(f"data {raw.name}: inputs differ in sample count {lengths}")
     count = next(iter(lengths.values()))
+    for name, value in unbatched.items():
+        fixed[name] = np.broadcast_to(value, (count, *value.shape))
     if count == 0:
         raise DataError(f"data {raw.name} has no samples")
     labels = raw.labels
@@ -152,6 +160,25 @@ def to_dataset(raw: RawData | Dataset, specs: Sequence[InputSpec]) -> Dataset:
                 f"got shape {tuple(labels.shape)} for {count} samples"
             )
     return Dataset(fixed, labels, raw.name)
+
+
+def _one_value(array: np.ndarray, spec: InputSpec, where: str) -> np.ndarray:
+    """The single value of an unbatched input, in its dtype."""
+    rank = len(spec.shape) if spec.shape is not None else array.ndim
+    if array.ndim == rank + 1:  # one per sample: they must agree
+        if len(array) == 0 or not np.all(array == array[:1]):
+            raise DataError(
+                f"data {where}: input {spec.name} is not batched (a scalar in the model); every sample must give "
+                "it the same value"
+            )
+        array = array[0]
+    if array.ndim != rank:
+        raise DataError(
+            f"data {where}: input {spec.name} has shape {tuple(array.shape)}, the model expects {spec.describe()}"
+        )
+    if array.dtype.kind != spec.dtype.kind and not (array.dtype.kind in "iu" and spec.dtype.kind in "iu"):
+        raise DataError(f"data {where}: input {spec.name} has dtype {array.dtype}, the model expects {spec.dtype}")
+    return np.ascontiguousarray(array.astype(spec.dtype, copy=False))
 
 
 # -- digits ------------------------------------------------------------------------------

@@ -3,11 +3,12 @@ and the check that every emitted model loads before anyone writes or times it.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import onnx
 import onnx_ir as ir
 
+from mpqc.errors import ModelError, first_line
 from mpqc.frontend import Prepared
 from mpqc.passes.insert_qdq import InsertQDQPass, QDQResult
 from mpqc.passes.upgrade_opset import UpgradeOpsetPass
@@ -26,6 +27,9 @@ class Emitted:
     model: ir.Model
     #: bytes of all layer weights at their stored widths (float layers at 4 bytes a value)
     weight_bytes: int
+    #: (tensor, bits) of every activation range in the model
+    ranges: tuple[tuple[str, int], ...] = ()
+    notes: list[str] = field(default_factory=list)
 
     def proto(self) -> onnx.ModelProto:
         return ir.serde.serialize_model(self.model)
@@ -48,14 +52,36 @@ def emit(
     check: bool = False,
 ) -> Emitted:
     """The QDQ model of one scheme (no evaluation). `int8_kernels` lowers for CPUs whose only
-    fast low-bit kernels are int8; `check` loads the result in ONNX Runtime (`ModelError`
-    if it refuses)."""
+    fast low-bit kernels are int8. `check` loads the result in ONNX Runtime: should it still
+    refuse a 4- or 2-bit type somewhere, every sub-8-bit activation is emitted in an 8-bit
+    container (same grid; see `InsertQDQPass`) and the model checked again."""
+    emitted = _emit(prepared, scheme, calibration, recipe, int8_kernels, containers=False)
+    if check:
+        try:
+            make_session(emitted.payload())
+        except ModelError as exc:
+            if not any(t in str(exc) for t in ("int4", "int2")):
+                raise
+            emitted = _emit(prepared, scheme, calibration, recipe, int8_kernels, containers=True)
+            make_session(emitted.payload())
+            emitted.notes.append(
+                f"ONNX Runtime refused a low-bit type ({first_line(exc)[-80:]}); every sub-8-bit activation is "
+                "held in an 8-bit container with the same grid"
+            )
+    return emitted
+
+
+def _emit(
+    prepared: Prepared,
+    scheme: Scheme,
+    calibration: Calibration,
+    recipe: Recipe | None,
+    int8_kernels: bool,
+    containers: bool,
+) -> Emitted:
     work = prepared.copy()
     if scheme.uses_bits(2):
         work = UpgradeOpsetPass(25)(work).model
-    result = InsertQDQPass(prepared.analysis, scheme, calibration, recipe, int8_kernels)(work)
+    result = InsertQDQPass(prepared.analysis, scheme, calibration, recipe, int8_kernels, containers)(work)
     assert isinstance(result, QDQResult)
-    emitted = Emitted(result.model, result.weight_bytes)
-    if check:
-        make_session(emitted.payload())
-    return emitted
+    return Emitted(result.model, result.weight_bytes, result.ranges, list(result.notes))

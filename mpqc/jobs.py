@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,13 @@ from mpqc.data import Dataset
 from mpqc.executor import make_executor
 from mpqc.frontend import Prepared, prepare
 from mpqc.modelio import atomic_write_bytes
-from mpqc.qat.config import QatConfig
 from mpqc.quality import QualityMeasure
 from mpqc.recipe import Recipe
 from mpqc.runtime import Outputs, Runner, make_session
 from mpqc.scheme import Scheme
 from mpqc.signature import InputSpec
 from mpqc.stats import Calibration
+from mpqc.training.config import QatConfig
 
 __all__ = ["QatContext", "QatJob", "JobResult", "JobStore", "run_jobs", "context_from"]
 
@@ -56,10 +56,14 @@ class QatContext:
     per_sample: bool
     #: content hash of all of the above
     key: str = ""
+    #: emit as the target runs schemes (sub-8-bit layers as int8 kernels on ort-cpu)
+    int8_kernels: bool = False
 
 
-def context_from(workload: Any, config: QatConfig) -> QatContext:
-    """The QAT context of a `mpqc.workload.Workload`."""
+def context_from(workload: Any, config: QatConfig, bits: Iterable[int] = (8,)) -> QatContext:
+    """The QAT context of a `mpqc.workload.Workload` whose jobs use activations of `bits`
+    (their `auto` ranges are chosen here, so every worker quantizes alike)."""
+    recipe = workload.resolve_recipe(bits)
     teacher = workload.reference("train")
     reference = workload.reference("validation")
     fingerprint = workload.fingerprint()
@@ -73,7 +77,7 @@ def context_from(workload: Any, config: QatConfig) -> QatContext:
     return QatContext(
         workload.prepared.proto.SerializeToString(),
         workload.calibration,
-        workload.recipe,
+        recipe,
         workload.specs,
         workload.splits.train,
         workload.splits.validation,
@@ -83,6 +87,7 @@ def context_from(workload: Any, config: QatConfig) -> QatContext:
         config,
         workload.float_runner().per_sample,
         key,
+        workload.target.int8_kernels if workload.target is not None else False,
     )
 
 
@@ -100,6 +105,14 @@ class QatJob:
 
 
 @dataclass(frozen=True)
+class PtqJob:
+    """PTQ quality of `scheme` (its JSON) on the first `samples` validation samples."""
+
+    scheme: dict[str, Any]
+    samples: int
+
+
+@dataclass(frozen=True)
 class JobResult:
     """Validation quality after PTQ and after QAT, and the trained model if kept."""
 
@@ -107,13 +120,15 @@ class JobResult:
     qat: float
     seconds: float
     model: bytes | None = field(default=None, repr=False, compare=False)
+    #: QAT did not beat PTQ on validation, so the PTQ model is the result (qat == ptq)
+    kept_ptq: bool = False
 
     @property
     def necessity(self) -> float:
         return self.qat - self.ptq
 
     def to_json(self) -> dict[str, Any]:
-        return {"ptq": self.ptq, "qat": self.qat, "seconds": self.seconds}
+        return {"ptq": self.ptq, "qat": self.qat, "seconds": self.seconds, "kept_ptq": self.kept_ptq}
 
 
 # -- in the worker -------------------------------------------------------------------------
@@ -132,22 +147,35 @@ def _init_worker(context: QatContext) -> None:
     _STATE.update(context=context, prepared=prepared, layout=layout)
 
 
-def _quality(context: QatContext, payload: bytes) -> float:
+def _quality(context: QatContext, payload: bytes, samples: int | None = None) -> float:
+    data = context.validation if samples is None else context.validation.take(samples)
+    reference = context.reference if samples is None else [o[: len(data)] for o in context.reference]
     runner = Runner(make_session(payload), context.specs)
     runner.per_sample = context.per_sample
-    outputs = runner.run(context.validation)
-    return context.measure.score(outputs, context.reference, context.validation.labels)
+    outputs = runner.run(data)
+    return context.measure.score(outputs, reference, data.labels)
+
+
+def _run_ptq(job: PtqJob) -> float:
+    from mpqc.emit import emit
+
+    context: QatContext = _STATE["context"]
+    prepared: Prepared = _STATE["prepared"]
+    scheme = Scheme.from_json(job.scheme, prepared.analysis.layer_names)
+    payload = emit(prepared, scheme, context.calibration, context.recipe, context.int8_kernels).payload()
+    return _quality(context, payload, job.samples)
 
 
 def _run_job(job: QatJob) -> JobResult:
     from mpqc.emit import emit
-    from mpqc.qat.train import train_scheme
+    from mpqc.training.train import Validation, train_scheme
 
     context: QatContext = _STATE["context"]
     prepared: Prepared = _STATE["prepared"]
     scheme = Scheme.from_json(job.scheme, prepared.analysis.layer_names)
     start = time.perf_counter()
-    ptq = _quality(context, emit(prepared, scheme, context.calibration, context.recipe).payload())
+    ptq_payload = emit(prepared, scheme, context.calibration, context.recipe).payload()
+    ptq = _quality(context, ptq_payload)
     config = dataclasses.replace(context.config, epochs=job.epochs, seed=job.seed, progress=False)
     outcome = train_scheme(
         prepared,
@@ -159,10 +187,14 @@ def _run_job(job: QatJob) -> JobResult:
         config,
         context.teacher,
         context.measure.output,
+        Validation(context.validation, context.reference, context.measure),
     )
     payload = ir.serde.serialize_model(outcome.model).SerializeToString()
     qat = _quality(context, payload)
-    return JobResult(ptq, qat, time.perf_counter() - start, payload if job.keep_model else None)
+    kept = qat < ptq  # never end below the PTQ start (ONNX Runtime decides, not torch)
+    if kept:
+        payload, qat = ptq_payload, ptq
+    return JobResult(ptq, qat, time.perf_counter() - start, payload if job.keep_model else None, kept)
 
 
 # -- in the parent -------------------------------------------------------------------------
@@ -187,7 +219,7 @@ class JobStore:
                 model = model_path.read_bytes()
                 if hashlib.sha256(model).hexdigest() != data["model_sha256"]:
                     raise ValueError("model file does not match its hash")
-            return JobResult(values[0], values[1], values[2], model)
+            return JobResult(values[0], values[1], values[2], model, bool(data.get("kept_ptq", False)))
 
         return self._cache.get(key, read)
 
@@ -198,6 +230,24 @@ class JobStore:
             atomic_write_bytes(self.folder / f"{key}.onnx", result.model)
             data["model_sha256"] = hashlib.sha256(result.model).hexdigest()
         self._cache.put(key, data)
+
+
+def run_ptq_jobs(
+    context: QatContext,
+    schemes: Sequence[Scheme],
+    samples: int,
+    workers: int,
+    progress: Callable[[int], None] | None = None,
+) -> list[float]:
+    """PTQ quality of each scheme on the first `samples` validation samples, in job order."""
+    jobs = [PtqJob(s.to_json(), samples) for s in schemes]
+    if not jobs:
+        return []
+    executor = make_executor(min(workers, len(jobs)), _init_worker, (context,))
+    try:
+        return executor.run(_run_ptq, jobs, (lambda i, r: progress(1)) if progress is not None else None)
+    finally:
+        executor.close()
 
 
 def run_jobs(

@@ -21,7 +21,7 @@ from mpqc.necessity import (
 )
 from mpqc.plots import heatmap_png, scatter_png
 from mpqc.progress import Progress
-from mpqc.qat.config import QatConfig
+from mpqc.training.config import QatConfig
 from mpqc.workload import Workload
 
 __all__ = ["necessity_workload", "write_report", "profile_table", "validation_table"]
@@ -37,7 +37,7 @@ def necessity_workload(
     tolerance: float = 0.01,
     workers: int | None = None,
     seed: int = 0,
-    lr: float = 1e-4,
+    lr: float = 0.05,
     report: str | Path | None = None,
     model_name: str = "",
     progress: bool = True,
@@ -57,7 +57,7 @@ def necessity_workload(
     names = workload.prepared.analysis.layer_names
     validation_set = workload.splits.validation
     float_quality = workload.evaluate(workload.prepared.model, "validation").quality
-    context = context_from(workload, QatConfig(epochs=epochs, lr=lr, seed=seed))
+    context = context_from(workload, QatConfig(epochs=epochs, lr=lr, seed=seed), {8, *bits})
     workers = workers or default_workers()
     variants = probe_variants(list(bits))
     with say.count(1 + len(names) * len(variants), "QAT-necessity probes") as advance:

@@ -11,8 +11,9 @@ Measures (all fractions, higher is better; "points" are hundredths):
   float outputs (each sample's output flattened), averaged over the model's outputs. The
   label-free measure for detectors, embeddings and several outputs.
 
-`choose_measure` picks ``top1`` when there are labels, ``agreement`` when one output is
-classifier-shaped, ``cosine`` otherwise; `--metric` overrides it. Every number names its
+`choose_measure` picks ``top1`` when there are labels, ``agreement`` when the model's only
+output is classifier-shaped, ``cosine`` otherwise (a vector beside other outputs is as often
+an embedding, e.g. a transformer's pooled output, as class scores); `--metric` overrides it. Every number names its
 measure and its split.
 """
 
@@ -28,7 +29,7 @@ import numpy as np
 from mpqc.errors import DataError
 from mpqc.runtime import Outputs
 
-__all__ = ["MEASURES", "QualityMeasure", "Evaluation", "choose_measure", "check_labels", "evaluate_outputs"]
+__all__ = ["MEASURES", "QualityMeasure", "Evaluation", "choose_measure", "check_labels", "evaluate_outputs", "sqnr"]
 
 MEASURES = ("top1", "agreement", "cosine")
 _DESCRIPTIONS = {
@@ -132,7 +133,8 @@ def choose_measure(requested: str | None, reference: Outputs, labels: np.ndarray
         raise DataError(f"unknown metric {requested!r}; use one of {', '.join(MEASURES)}")
     classifier = _classifier_output(reference)
     classes = None if classifier is None else _scores(reference[classifier]).shape[-1]
-    name = requested or ("top1" if labels is not None else "agreement" if classifier is not None else "cosine")
+    sole_classifier = classifier is not None and len(reference) == 1
+    name = requested or ("top1" if labels is not None else "agreement" if sole_classifier else "cosine")
     if name == "top1":
         if labels is None:
             raise DataError(f"metric top1 needs labels; {where} has none (use agreement or cosine)")
@@ -180,22 +182,23 @@ def evaluate_outputs(
     split: str,
 ) -> Evaluation:
     """Every figure that applies; `quality` is the measure's."""
-    top1 = agreement = cosine = sqnr = None
+    top1 = agreement = cosine = noise_db = None
     classifier = _classifier_output(outputs)
     if labels is not None and classifier is not None:
         top1 = float(np.mean(_scores(outputs[classifier]).argmax(-1)[:, 0] == labels[: len(outputs[classifier])]))
     if reference is not None:
         cosine = mean_cosine(outputs, reference)
-        sqnr = _sqnr(outputs, reference)
-        if measure.name == "agreement" or classifier is not None:
+        noise_db = sqnr(outputs, reference)
+        if measure.name == "agreement" or (classifier is not None and (len(outputs) == 1 or labels is not None)):
             index = measure.output if measure.name == "agreement" else classifier
             assert index is not None
             agreement = float(np.mean(_scores(outputs[index]).argmax(-1) == _scores(reference[index]).argmax(-1)))
     quality = measure.score(outputs, reference, labels)
-    return Evaluation(split, len(outputs[0]), measure.name, quality, top1, agreement, cosine, sqnr)
+    return Evaluation(split, len(outputs[0]), measure.name, quality, top1, agreement, cosine, noise_db)
 
 
-def _sqnr(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
+def sqnr(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
+    """Signal-to-quantization-noise ratio of all outputs against the float model's, in dB."""
     noise = sum(
         float(np.sum(np.square(r.astype(np.float64) - o.astype(np.float64)))) for o, r in zip(outputs, reference)
     )

@@ -9,11 +9,21 @@ from __future__ import annotations
 import numpy as np
 
 from mpqc.quant import activation_qparams
-from mpqc.stats import TensorStats
+from mpqc.stats import Calibration, TensorStats
 
-__all__ = ["ACTIVATION_METHODS", "activation_range"]
+__all__ = ["ACTIVATION_METHODS", "activation_range", "range_of"]
 
 ACTIVATION_METHODS = ("minmax", "percentile", "mse")
+
+
+def range_of(
+    calibration: Calibration, tensor: str, bits: int, symmetric: bool, method: str, percentile: float
+) -> tuple[float, float]:
+    """The range of one calibrated tensor, computed once per (bits, symmetry, method)."""
+    key = (tensor, bits, symmetric, method, percentile)
+    if key not in calibration.ranges:
+        calibration.ranges[key] = activation_range(calibration[tensor], bits, symmetric, method, percentile)
+    return calibration.ranges[key]
 
 
 def activation_range(

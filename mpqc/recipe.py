@@ -26,7 +26,7 @@ class Recipe:
     `reduce_range` keeps 8-bit weights in [-64, 63], so that x86 AVX2 int8 kernels without
     VNNI cannot saturate their int16 pair sums; full range is right everywhere else."""
 
-    activation_method: str = "minmax"
+    activation_method: str = "auto"
     weight_method: str = "auto"
     percentile: float = 99.99
     reduce_range: bool = True
@@ -47,10 +47,11 @@ class Recipe:
         object.__setattr__(self, "chosen", dict(self.chosen))  # a copy: never shared with the caller
 
     def method_for(self, tensor: str, bits: int) -> str:
-        """The range method of one activation tensor at one bit width."""
+        """The range method of one activation tensor at one bit width: `auto` looks up the
+        choice, else the best method for that width over all tensors, else min-max."""
         if self.activation_method != "auto":
             return self.activation_method
-        return self.chosen.get((tensor, bits), "minmax")
+        return self.chosen.get((tensor, bits)) or self.chosen.get(("*", bits)) or "minmax"
 
     def with_choices(self, chosen: Mapping[tuple[str, int], str]) -> Recipe:
         return replace(self, chosen=chosen)

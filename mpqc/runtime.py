@@ -77,10 +77,17 @@ class Runner:
         return 1 if self.per_sample else self.batch_size
 
     def feed(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Sample-first arrays in the model's own layout."""
-        return {
-            s.name: np.moveaxis(batch[s.name], 0, s.batch_axis) if s.batch_axis else batch[s.name] for s in self.specs
-        }
+        """Sample-first arrays in the model's own layout (an unbatched input: its one value)."""
+        fed = {}
+        for spec in self.specs:
+            array = batch[spec.name]
+            if spec.batch_axis is None:
+                fed[spec.name] = np.ascontiguousarray(array[0])
+            elif spec.batch_axis:
+                fed[spec.name] = np.moveaxis(array, 0, spec.batch_axis)
+            else:
+                fed[spec.name] = array
+        return fed
 
     def run(self, data: Dataset, outputs: Sequence[str] | None = None) -> Outputs:
         """Every sample through the model; the selected outputs, sample axis first. A model with

@@ -1,7 +1,8 @@
 """Streaming statistics of activation tensors, with bounded memory.
 
 `TensorStats` keeps the exact min/max and a histogram whose range grows by doubling, so bins
-merge exactly and no data is ever kept. Values any histogram would be ruined by are counted
+merge exactly and no data is ever kept (an update of more than 2^20 values feeds the
+histogram a strided sample of them). Values any histogram would be ruined by are counted
 apart: non-finite values, and sentinels beyond ±1e9 (attention masks filled with the float
 minimum). Percentile and MSE ranges ignore them, so they saturate to the end of the range,
 which is what a mask needs; min-max still sees them. `Calibration` holds the statistics of
@@ -19,6 +20,9 @@ import numpy as np
 __all__ = ["TensorStats", "Calibration", "BINS", "SENTINEL"]
 
 BINS = 4096  # over [-R, R]; R only ever doubles, so merging is exact
+#: at most this many values of one update go into the histogram (a strided, deterministic
+#: sample); min, max and counts stay exact
+HISTOGRAM_SAMPLE = 1 << 20
 SENTINEL = 1e9  # |x| beyond this is a mask value or an overflow, not part of the distribution
 
 
@@ -41,31 +45,36 @@ class TensorStats:
         flat = np.asarray(values, dtype=np.float32).ravel()
         if flat.size == 0:
             return
-        finite = np.isfinite(flat)
-        if not finite.all():
+        lo, hi = float(flat.min()), float(flat.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # rare: NaN or inf somewhere
+            finite = np.isfinite(flat)
             self.nonfinite += int(flat.size - finite.sum())
             flat = flat[finite]
             if flat.size == 0:
                 return
-        lo, hi = float(flat.min()), float(flat.max())
+            lo, hi = float(flat.min()), float(flat.max())
         self.min, self.max = min(self.min, lo), max(self.max, hi)
         self.count += flat.size
         if self.counts is None:
             return
-        if lo < -SENTINEL or hi > SENTINEL:
+        if lo < -SENTINEL or hi > SENTINEL:  # rare: mask values
             self.low_sentinels += int(np.count_nonzero(flat < -SENTINEL))
             self.high_sentinels += int(np.count_nonzero(flat > SENTINEL))
             flat = flat[np.abs(flat) <= SENTINEL]
             if flat.size == 0:
                 return
             lo, hi = float(flat.min()), float(flat.max())
+        if flat.size > HISTOGRAM_SAMPLE:
+            flat = flat[:: -(-flat.size // HISTOGRAM_SAMPLE)]
         need = max(abs(lo), abs(hi))
         if self.radius == 0.0:
             self.radius = 2.0 ** math.ceil(math.log2(need)) if need > 0 else 1.0
         while need > self.radius:
             self._double()
-        width = 2 * self.radius / BINS
-        idx = np.clip(((flat.astype(np.float64) + self.radius) / width).astype(np.int64), 0, BINS - 1)
+        # float32 index arithmetic: one pass, no float64 copy (values lie in [-R, R])
+        idx = ((flat + np.float32(self.radius)) * np.float32(BINS / (2 * self.radius))).astype(np.int32)
+        np.minimum(idx, BINS - 1, out=idx)
+        np.maximum(idx, 0, out=idx)
         self.counts += np.bincount(idx, minlength=BINS)
 
     def _double(self) -> None:
@@ -112,6 +121,11 @@ class Calibration:
     seconds: float
     histograms: bool
     notes: list[str] = field(default_factory=list)
+    #: ranges computed so far (see `mpqc.ranges.range_of`): MSE searches are costly and every
+    #: scheme asks again
+    ranges: dict[tuple[str, int, bool, str, float], tuple[float, float]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __getitem__(self, tensor: str) -> TensorStats:
         return self.stats[tensor]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import cached_property
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from mpqc.autocalib import CHOICE_SAMPLES, CalibrationChoice, choose_methods
 from mpqc.budget import Budget, ResolvedBudget
 from mpqc.calibrate import calibrate
 from mpqc.cost import SchemeCost, bops, peak_activation_bytes, weight_bytes
@@ -74,7 +75,9 @@ class Workload:
         self.prepared = prepared
         self.splits = splits
         self.specs = specs
-        self.recipe = recipe
+        #: the recipe as asked for; `recipe` adds the choices `auto` has made so far
+        self.requested_recipe = recipe
+        self.choices: dict[int, CalibrationChoice] = {}
         self.metric = metric
         self.target = target
         self.budget = budget
@@ -193,7 +196,7 @@ class Workload:
         data = self.splits.train
         if self.calib_samples is not None:
             data = data.take(self.calib_samples)
-        histograms = self.recipe.activation_method != "minmax"
+        histograms = self.requested_recipe.activation_method != "minmax"
         self.say(f"calibration: {len(data)} samples")
         return calibrate(self.prepared.model, data, self.specs, self.prepared.analysis.activation_tensors, histograms)
 
@@ -210,13 +213,46 @@ class Workload:
         refs = {name: self.scheme_cost(self.uniform(_REFERENCE_SCHEMES[name])) for name in self.budget.references}
         return self.budget.resolve(refs)
 
+    @property
+    def recipe(self) -> Recipe:
+        """The PTQ recipe with every per-tensor choice made so far."""
+        chosen: dict[tuple[str, int], str] = {}
+        for bits, choice in self.choices.items():
+            chosen[("*", bits)] = choice.start
+            chosen.update({(tensor, bits): method for tensor, method in choice.methods.items()})
+        return self.requested_recipe.with_choices(chosen)
+
+    def resolve_recipe(self, bits: Iterable[int]) -> Recipe:
+        """Make the `auto` choices for these activation widths (once each) and return the recipe."""
+        if self.requested_recipe.activation_method == "auto":
+            for width in sorted(set(bits) - set(self.choices)):
+                data = self.splits.validation.take(CHOICE_SAMPLES)
+                reference = [o[: len(data)] for o in self.reference("validation")]
+                self.choices[width] = choose_methods(
+                    self.prepared,
+                    self.calibration,
+                    self.recipe,
+                    self.specs,
+                    data,
+                    reference,
+                    width,
+                    per_sample=self.float_runner().per_sample,
+                    say=self.say,
+                )
+        return self.recipe
+
+    def calibration_notes(self) -> list[str]:
+        return [*self.calibration.notes, *[c.summary() for _, c in sorted(self.choices.items())]]
+
     # -- per scheme -------------------------------------------------------------------------
     def uniform(self, precision: Any) -> Scheme:
         return Scheme.uniform(self.prepared.analysis.layer_names, precision)
 
     def emit(self, scheme: Scheme, check: bool = False) -> Emitted:
+        """The QDQ model of `scheme` (lowered as the target runs it), `auto` ranges chosen first."""
+        recipe = self.resolve_recipe({p.a_bits for p in scheme.layers.values() if p.quantizes_activations and p.a_bits})
         int8_kernels = self.target.int8_kernels if self.target is not None else False
-        return emit(self.prepared, scheme, self.calibration, self.recipe, int8_kernels, check)
+        return emit(self.prepared, scheme, self.calibration, recipe, int8_kernels, check)
 
     def evaluate(self, model: ir.Model | bytes, split: str) -> Evaluation:
         """Quality of a model (float or quantized) on a split, against the float model."""
@@ -243,7 +279,7 @@ class Workload:
             "train": self.splits.train.digest(),
             "validation": self.splits.validation.digest(),
             "test": self.splits.test.digest(),
-            "recipe": json.dumps(self.recipe.to_json(), sort_keys=True),
+            "recipe": json.dumps(self.requested_recipe.to_json(), sort_keys=True),
             "metric": self.metric or "auto",
             "calib_samples": str(self.calib_samples),
         }

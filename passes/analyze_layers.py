@@ -45,23 +45,7 @@ class AnalyzeLayersPass(ir.passes.PassBase):
     def call(self, model: ir.Model) -> AnalysisResult:
         graph = model.graph
         layers: list[Layer] = []
-        for node in graph:
-            if node.domain not in ("", "ai.onnx"):
-                note(model, f"op {node.domain}::{node.op_type} (node {node.name}) is not known to mpqc; left in float")
-                continue
-            if node.op_type in ("If", "Loop", "Scan"):
-                quantizable = [n.name for n in _subgraph_nodes(node) if n.op_type in QUANTIZABLE_OPS]
-                if quantizable:
-                    note(model, f"{len(quantizable)} layer(s) inside {node.op_type} node {node.name} left in float")
-                continue
-            if node.op_type in QUANTIZABLE_OPS:
-                layer, reason = _layer(node)
-                if layer is None:
-                    note(model, f"{node.op_type} node {node.name} left in float: {reason}")
-                else:
-                    layers.append(layer)
-            elif node.op_type not in FLOAT_OPS and node.op_type not in INTEGER_OPS + SHARED_SCALE_OPS:
-                note(model, f"op {node.op_type} (node {node.name}) is not known to mpqc's analysis; left in float")
+        self._walk(model, graph, "", layers)
         if not layers:
             note(model, "no quantizable layer (Conv, ConvTranspose, Gemm, MatMul with a constant weight) found")
         analysis = Analysis(
@@ -73,6 +57,37 @@ class AnalyzeLayersPass(ir.passes.PassBase):
         )
         model.meta[ANALYSIS_KEY] = analysis
         return AnalysisResult(model, modified=False, analysis=analysis)
+
+    def _walk(self, model: ir.Model, graph: ir.Graph, scope: str, layers: list[Layer]) -> None:
+        """Layers of `graph`, and of the branches of its If nodes (recursively). Loop and Scan
+        bodies run many times with values carried between iterations: their layers stay float."""
+        for node in graph:
+            if node.domain not in ("", "ai.onnx"):
+                note(model, f"op {node.domain}::{node.op_type} (node {node.name}) is not known to mpqc; left in float")
+                continue
+            if node.op_type == "If":
+                for name, attr in node.attributes.items():
+                    if attr.type == ir.AttributeType.GRAPH:
+                        where = f"{scope}.{node.name}.{name}" if scope else f"{node.name}.{name}"
+                        self._walk(model, attr.value, where, layers)
+                continue
+            if node.op_type in ("Loop", "Scan"):
+                for body_node in _subgraph_nodes(node):
+                    if body_node.op_type in QUANTIZABLE_OPS:
+                        note(
+                            model,
+                            f"layer {body_node.name} left in float: it is inside the {node.op_type} body of "
+                            f"{node.name} (mpqc quantizes If branches, not loop bodies)",
+                        )
+                continue
+            if node.op_type in QUANTIZABLE_OPS:
+                layer, reason = _layer(node)
+                if layer is None:
+                    note(model, f"{node.op_type} node {node.name} left in float: {reason}")
+                else:
+                    layers.append(dataclasses.replace(layer, scope=scope))
+            elif node.op_type not in FLOAT_OPS and node.op_type not in INTEGER_OPS + SHARED_SCALE_OPS:
+                note(model, f"op {node.op_type} (node {node.name}) is not known to mpqc's analysis; left in float")
 
 
 def _subgraph_nodes(node: ir.Node) -> list[ir.Node]:

@@ -23,7 +23,7 @@ from mpqc.analysis import INTEGER_OPS, SHARED_SCALE_OPS, Analysis, Layer
 from mpqc.errors import MpqcError
 from mpqc.precision import Precision
 from mpqc.quant import QParams, activation_qparams, weight_qparams
-from mpqc.ranges import activation_range
+from mpqc.ranges import range_of
 from mpqc.recipe import Recipe
 from mpqc.scheme import Scheme
 from mpqc.stats import Calibration
@@ -35,6 +35,10 @@ class QDQResult(ir.passes.PassResult):
 
     #: Bytes of all layer weights at their stored widths (float layers at 4 bytes a value).
     weight_bytes: int = 0
+    #: (tensor, bits) of every activation range the pass computed, in the order it did
+    ranges: tuple[tuple[str, int], ...] = ()
+    #: what the user should know (layers inside If branches that never ran)
+    notes: tuple[str, ...] = ()
 
 
 class InsertQDQPass(ir.passes.InPlacePass):
@@ -50,6 +54,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
         calibration: Calibration,
         recipe: Recipe | None = None,
         int8_kernels: bool = False,
+        containers: bool = False,
     ) -> None:
         super().__init__()
         self.analysis = analysis
@@ -57,6 +62,8 @@ class InsertQDQPass(ir.passes.InPlacePass):
         self.calibration = calibration
         self.recipe = recipe or Recipe()
         self.int8_kernels = int8_kernels
+        #: every sub-8-bit activation in an 8-bit container, not only those behind value-moving ops
+        self.containers = containers
 
     def requires(self, model: ir.Model) -> None:
         needed = 25 if self.scheme.uses_bits(2) else 21
@@ -69,27 +76,45 @@ class InsertQDQPass(ir.passes.InPlacePass):
         graph = model.graph
         self._names = _Names(graph)
         self._graph = graph
+        self._here: ir.Graph = graph  # the graph constants go into (an If branch for layers inside one)
+        self._notes: list[str] = []
         self._shared: dict[int, tuple[ir.Value, ir.Value, QParams]] = {}
+        self._ranges: dict[tuple[str, int], None] = {}
         layers = {layer.name: layer for layer in self.analysis.layers}
-        nodes = {node.name: node for node in graph}
+        nodes = {node.name: node for node in ir.traversal.RecursiveGraphIterator(graph)}
         region = self._int8_region(graph, layers)
         for value, (params, _) in region.items():
             self._quantize_output(value, params)
         read_params: dict[str, QParams] = {}
-        cache: dict[tuple[int, int, bool], ir.Value] = {}
+        cache: dict[tuple[int, int, int, bool], ir.Value] = {}
         for name, layer in layers.items():
             prec, node = self.scheme[name], nodes[name]
             bits = prec.a_bits
             if not prec.quantizes_activations or bits is None:
                 continue
+            stats = self.calibration.stats.get(layer.activation)
+            if layer.scope and (stats is None or stats.count == 0):
+                self._notes.append(
+                    f"activation of {name} left in float: its If branch ({layer.scope}) never ran on the "
+                    "calibration data"
+                )
+                continue
+            self._here = _owner(node)
             current = input_at(node, 0)
             source = _region_source(current, region)
             if source is not None and bits == 8 and not prec.a_symmetric:
                 read_params[name] = region[source][0]
                 continue
-            key = (id(current), bits, prec.a_symmetric)
+            key = (id(current), id(self._here), bits, prec.a_symmetric)  # a branch has Q/DQ of its own
             params = self._activation(layer.activation, bits, prec.a_symmetric)
-            if key not in cache:
+            if (
+                key not in cache
+                and bits < 8
+                and not self._lowered(prec)
+                and (self.containers or _behind_value_moving_op(current))
+            ):
+                cache[key] = self._container_before(node, current, params, layer.activation)
+            elif key not in cache:
                 cache[key] = self._qdq_before(node, current, params, layer.activation)
                 if self._lowered(prec) and bits < 8:
                     cache[key] = self._qdq_before(
@@ -100,10 +125,13 @@ class InsertQDQPass(ir.passes.InPlacePass):
         weight_bytes = 0
         for name, layer in layers.items():
             prec, node = self.scheme[name], nodes[name]
+            self._here = _owner(node)
             weight_bytes += self._quantize_weight(node, layer, prec, read_params.get(name))
         _drop_unused_initializers(graph)
         TopologicalSortPass()(model)
-        return QDQResult(model, modified=True, weight_bytes=weight_bytes)
+        return QDQResult(
+            model, modified=True, weight_bytes=weight_bytes, ranges=tuple(self._ranges), notes=tuple(self._notes)
+        )
 
     # -- the int8 region ------------------------------------------------------------------
     def _int8_region(self, graph: ir.Graph, layers: dict[str, Layer]) -> dict[ir.Value, tuple[QParams, bool]]:
@@ -117,7 +145,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
                 continue
             acts = [v for v in node.inputs if v is not None and const_array(v) is None]
             layer = layers.get(node.name or "")
-            if layer is not None:
+            if layer is not None and not layer.scope:
                 if self._lowered(self.scheme[layer.name]):
                     region[out] = (self._region_params(out), True)
             elif node.op_type in SHARED_SCALE_OPS and acts and acts[0] in region:
@@ -171,8 +199,9 @@ class InsertQDQPass(ir.passes.InPlacePass):
     def _activation(self, tensor: str, bits: int, symmetric: bool) -> QParams:
         if tensor not in self.calibration:
             raise MpqcError(f"no calibration statistics for tensor {tensor}")
+        self._ranges.setdefault((tensor, bits), None)
         method = self.recipe.method_for(tensor, bits)
-        lo, hi = activation_range(self.calibration[tensor], bits, symmetric, method, self.recipe.percentile)
+        lo, hi = range_of(self.calibration, tensor, bits, symmetric, method, self.recipe.percentile)
         return activation_qparams(lo, hi, bits, symmetric)
 
     def _qdq_nodes(
@@ -219,7 +248,33 @@ class InsertQDQPass(ir.passes.InPlacePass):
         self, node: ir.Node, value: ir.Value, params: QParams, hint: str, role: str = "activation"
     ) -> ir.Value:
         q, dq = self._qdq_nodes(value, params, f"{hint}_a{params.bits}", role)
-        self._graph.insert_before(node, [q, dq])
+        _owner(node).insert_before(node, [q, dq])
+        return dq.outputs[0]
+
+    def _container_before(self, node: ir.Node, value: ir.Value, params: QParams, hint: str) -> ir.Value:
+        """A b-bit grid held in an 8-bit container: Clip to the b-bit range, then an 8-bit Q/DQ
+        pair with the same scale and zero point. Numerically the b-bit Q/DQ; the types are
+        ones ONNX Runtime has kernels for everywhere. Its QDQ propagation moves a Q across
+        value-moving ops (MaxPool, Slice, ...) that have no 4- or 2-bit kernels, and then
+        refuses the model; the Clip also keeps the Q where it is."""
+        scale, zp = float(params.scale), int(params.zero_point)
+        lo = self._constant(f"{hint}_a{params.bits}_min", np.asarray((params.qmin - zp) * scale, np.float32))
+        hi = self._constant(f"{hint}_a{params.bits}_max", np.asarray((params.qmax - zp) * scale, np.float32))
+        clipped = ir.Value(name=self._names.value(f"{hint}_a{params.bits}_clipped"), shape=value.shape)
+        clipped.dtype = ir.DataType.FLOAT
+        held = QParams(params.scale, params.zero_point, 8, params.signed, None, (params.qmin, params.qmax))
+        clip = ir.node(
+            "Clip",
+            [value, lo, hi],
+            outputs=[clipped],
+            name=self._names.node(f"{hint}_a{params.bits}_clip"),
+            metadata_props={**_meta("clip", params, tensor=value.name or ""), "mpqc.bits": str(params.bits)},
+        )
+        q, dq = self._qdq_nodes(clipped, held, f"{hint}_a{params.bits}", "activation")
+        for n in (q, dq):
+            n.metadata_props["mpqc.bits"] = str(params.bits)
+            n.metadata_props["mpqc.storage"] = "8"
+        _owner(node).insert_before(node, [clip, q, dq])
         return dq.outputs[0]
 
     def _constant(self, hint: str, array: np.ndarray) -> ir.Value:
@@ -230,7 +285,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
             type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
             const_value=ir.tensor(array, name=name),
         )
-        self._graph.register_initializer(value)
+        self._here.register_initializer(value)
         return value
 
     def _quantize_weight(self, node: ir.Node, layer: Layer, prec: Precision, act: QParams | None) -> int:
@@ -248,7 +303,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
             shape[axis] = -1
         scale_b = params.scale.reshape(shape) if axis is not None else params.scale
         zp_b = params.zero_point.reshape(shape) if axis is not None else params.zero_point
-        lowered = self._lowered(prec) and act is not None
+        lowered = self._lowered(prec) and act is not None and not layer.scope
         storage = np.int8 if lowered else params.zero_point_array().dtype
         q = np.clip(np.rint(weight / scale_b) + zp_b, params.qmin, params.qmax).astype(storage)
         hint = f"{layer.name}_w{prec.w_bits}"
@@ -266,7 +321,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
             name=self._names.node(f"{hint}_DQ"),
             metadata_props={**_meta("weight", params, layer=layer.name), "mpqc.source": layer.weight},
         )
-        self._graph.insert_before(node, [dq])
+        _owner(node).insert_before(node, [dq])
         # quantized activations but no int8 kernel (only w8a8 is one unless lowering): guard
         guard = not lowered and prec.quantizes_activations
         node.replace_input_with(1, self._guard(node, dq_out, hint) if guard else dq_out)
@@ -288,7 +343,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
         out = ir.Value(name=self._names.value(f"{weight.name}_guarded"), shape=weight.shape)
         out.dtype = ir.DataType.FLOAT
         reshape = ir.node("Reshape", [weight, shape], outputs=[out], name=self._names.node(f"{hint}_guard"))
-        self._graph.insert_before(node, [reshape])
+        _owner(node).insert_before(node, [reshape])
         return out
 
     def _quantize_bias(self, node: ir.Node, layer: Layer, w: QParams, act: QParams) -> None:
@@ -335,6 +390,39 @@ def _meta(role: str, params: QParams, layer: str = "", tensor: str = "") -> dict
     return meta
 
 
+#: ops ONNX Runtime's QDQ propagation moves Quantize/Dequantize across (found by loading
+#: every case in tests/passes/test_insert_qdq.py): a b-bit Q behind one of them would end up
+#: in front of it, where the op has no b-bit kernel
+VALUE_MOVING_OPS = frozenset(
+    {
+        "MaxPool",
+        "Reshape",
+        "Transpose",
+        "Squeeze",
+        "Unsqueeze",
+        "Slice",
+        "Resize",
+        "Gather",
+        "Flatten",
+        "Split",
+        "Expand",
+        "Tile",
+        "DepthToSpace",
+        "SpaceToDepth",
+        "Pad",
+        "Concat",
+        "Identity",
+        "AveragePool",
+        "Upsample",
+    }
+)
+
+
+def _behind_value_moving_op(value: ir.Value) -> bool:
+    producer = value.producer()
+    return producer is not None and producer.op_type in VALUE_MOVING_OPS
+
+
 def _in_8bit(params: QParams) -> QParams:
     """The same quantization grid held in an 8-bit container: exact, and what int8 kernels take."""
     return QParams(params.scale, params.zero_point, 8, params.signed, params.axis)
@@ -357,13 +445,25 @@ def _drop_unused_initializers(graph: ir.Graph) -> None:
             del graph.initializers[name]
 
 
+def _owner(node: ir.Node) -> ir.Graph:
+    graph = node.graph
+    assert isinstance(graph, ir.Graph)
+    return graph
+
+
 class _Names:
-    """Fresh, readable, unique value and node names."""
+    """Fresh, readable, unique value and node names (unique across every If branch too)."""
 
     def __init__(self, graph: ir.Graph) -> None:
-        self.values = {name_of(v) for n in graph for v in (*n.inputs, *n.outputs) if v is not None}
-        self.values |= set(graph.initializers) | {name_of(v) for v in graph.inputs}
-        self.nodes = {n.name or "" for n in graph}
+        every = list(ir.traversal.RecursiveGraphIterator(graph))
+        self.values = {name_of(v) for n in every for v in (*n.inputs, *n.outputs) if v is not None}
+        self.values |= {name_of(v) for v in graph.inputs}
+        for sub in (
+            graph,
+            *[a.value for n in every for a in n.attributes.values() if a.type == ir.AttributeType.GRAPH],
+        ):
+            self.values |= set(sub.initializers)
+        self.nodes = {n.name or "" for n in every}
 
     @staticmethod
     def _fresh(taken: set[str], base: str) -> str:

@@ -133,18 +133,30 @@ def token_data(n: int = 64, seq: int = 5, seed: int = 4) -> dict[str, np.ndarray
     return {"ids": r.randint(0, 20, size=(n, seq)).astype(np.int64), "feat": r.randn(n, seq, 4).astype(np.float32)}
 
 
-def with_if() -> onnx.ModelProto:
-    """A Conv in the main graph and a MatMul inside both branches of an If."""
+def with_if(inner_activation: bool = False) -> onnx.ModelProto:
+    """A Conv in the main graph and a MatMul inside both branches of an If; with
+    `inner_activation` each MatMul reads a tensor computed inside its branch (a Relu)."""
     r = rng(5)
+    then_nodes = [h.make_node("MatMul", ["f", "wt"], ["o"], name="then_mm")]
+    else_nodes = [h.make_node("MatMul", ["f", "we"], ["o2"], name="else_mm")]
+    if inner_activation:
+        then_nodes = [
+            h.make_node("Relu", ["f"], ["rt"], name="then_relu"),
+            h.make_node("MatMul", ["rt", "wt"], ["o"], name="then_mm"),
+        ]
+        else_nodes = [
+            h.make_node("Relu", ["f"], ["re"], name="else_relu"),
+            h.make_node("MatMul", ["re", "we"], ["o2"], name="else_mm"),
+        ]
     then_g = h.make_graph(
-        [h.make_node("MatMul", ["f", "wt"], ["o"], name="then_mm")],
+        then_nodes,
         "then",
         [],
         [h.make_tensor_value_info("o", T.FLOAT, [1, 3])],
         [init("wt", r.randn(8, 3).astype(np.float32))],
     )
     else_g = h.make_graph(
-        [h.make_node("MatMul", ["f", "we"], ["o2"], name="else_mm")],
+        else_nodes,
         "else",
         [],
         [h.make_tensor_value_info("o2", T.FLOAT, [1, 3])],

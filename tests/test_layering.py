@@ -50,6 +50,7 @@ LAYERS = [
             "mpqc.frontend",
             "mpqc.calibrate",
             "mpqc.emit",
+            "mpqc.autocalib",
             "mpqc.cache",
             "mpqc.export",
             "mpqc.models",
@@ -61,7 +62,7 @@ LAYERS = [
         "search",
         [
             "mpqc.search",
-            "mpqc.qat",
+            "mpqc.training",
             "mpqc.executor",
             "mpqc.jobs",
             "mpqc.necessity",

@@ -17,6 +17,13 @@ def test_choice_follows_labels_and_output_shape():
     assert choose_measure("cosine", LOGITS, None, "d").name == "cosine"
 
 
+def test_a_vector_beside_other_outputs_is_not_taken_for_class_scores():
+    """A transformer's (hidden states, pooled vector): the pooled vector is an embedding."""
+    encoder = [np.zeros((6, 16, 128), np.float32), np.ones((6, 128), np.float32)]
+    assert choose_measure(None, encoder, None, "d").name == "cosine"
+    assert choose_measure("agreement", encoder, None, "d").output == 1
+
+
 def test_top1_without_labels_and_agreement_without_classes_are_refused():
     with pytest.raises(DataError, match="needs labels"):
         choose_measure("top1", LOGITS, None, "d")

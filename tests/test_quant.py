@@ -13,7 +13,10 @@ from onnx import helper as h
 
 import mpqc
 from mpqc.quant import activation_qparams, fake_quantize, int_range, quantize, weight_qparams
+from mpqc.recipe import Recipe
 from mpqc.runtime import make_session
+
+MINMAX = Recipe(activation_method="minmax")  # the numpy reference computes min-max ranges
 
 _SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -69,7 +72,7 @@ def _reference(x, w, bias, bits_w, bits_a, axis, conv: bool, reduce_range: bool 
 
 def _run(m, scheme: str, x: np.ndarray, optimize: bool) -> np.ndarray:
     whole = {"x": x}  # validation and test given: every sample calibrates, as the reference does
-    result = mpqc.quantize(m, scheme, whole, val_data=whole, test_data=whole, evaluate=False)
+    result = mpqc.quantize(m, scheme, whole, val_data=whole, test_data=whole, evaluate=False, recipe=MINMAX)
     return make_session(result.model, optimize=optimize).run(None, {"x": x})[0]
 
 
@@ -147,7 +150,7 @@ def test_qdq_weights_are_stored_at_their_width():
     for scheme, dtype in expected.items():
         whole = {"x": x}
         model = ir.serde.deserialize_model(
-            mpqc.quantize(m, scheme, whole, val_data=whole, test_data=whole, evaluate=False).model
+            mpqc.quantize(m, scheme, whole, val_data=whole, test_data=whole, evaluate=False, recipe=MINMAX).model
         )
         weights = [v for v in model.graph.initializers.values() if v.name.endswith("_quantized") and "_w" in v.name]
         assert [v.const_value.dtype for v in weights] == [dtype]

@@ -48,8 +48,8 @@ from mpqc.jobs import JobStore, context_from
 from mpqc.necessity import LayerProbes, Oracle, measure_schemes
 from mpqc.precision import Precision
 from mpqc.progress import Progress
-from mpqc.qat.config import QatConfig
 from mpqc.scheme import Scheme
+from mpqc.training.config import QatConfig
 from mpqc.workload import Workload
 
 __all__ = [
@@ -136,15 +136,19 @@ def _search(
     float_quality = workload.evaluate(workload.prepared.model, "validation").quality
     workers = options.workers or default_workers()
 
-    # 3. sensitivity
-    jobs = len(names) * sum(1 for p in searched if p.label != "w8a8")
-    with say.count(jobs, "PTQ sensitivity") as advance:
-        sensitivity, where = measure_sensitivity(workload, searched, run, options.use_cache, advance)
+    # 3. sensitivity (PTQ jobs; the same context carries the QAT jobs later)
+    config = QatConfig(epochs=options.qat_epochs, lr=options.lr, seed=options.seed)
+    widths = {8} | {p.a_bits for p in searched if p.quantizes_activations and p.a_bits}
+    context = context_from(workload, config, widths)
+    samples = min(options.sensitivity_samples, len(workload.splits.validation))
+    jobs = 1 + len(names) * sum(1 for p in searched if p.label != "w8a8")
+    with say.count(jobs, f"PTQ sensitivity ({samples} validation samples)") as advance:
+        sensitivity, where = measure_sensitivity(
+            workload, context, searched, samples, workers, run, options.use_cache, advance
+        )
     say(f"PTQ sensitivity ({where}): w8a8 reference {100 * sensitivity.reference:.2f}")
 
     # 4. probes (predicted policy only)
-    config = QatConfig(epochs=options.qat_epochs, lr=options.lr, seed=options.seed)
-    context = context_from(workload, config)
     probes: LayerProbes | None = None
     oracle: Oracle | None = None
     objectives = {"ptq-loss": [[sensitivity.loss[o.layer][p.label] for p in o.precisions] for o in per_layer]}
@@ -213,7 +217,7 @@ def _search(
         f"data: {workload.splits.describe()}",
         "peak activation memory is checked on candidates only (it is not additive over layers)",
         *workload.splits.notes,
-        *workload.calibration.notes,
+        *workload.calibration_notes(),
         *workload.prepared.analysis.notes,
     ]
     report = build_report(
@@ -269,4 +273,5 @@ def _inputs(workload: Workload, space: Sequence[Precision], options: CompileOpti
         "top_k": options.top_k,
         "round_size": options.round_size,
         "lr": options.lr,
+        "sensitivity_samples": options.sensitivity_samples,
     }

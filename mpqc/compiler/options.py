@@ -29,7 +29,8 @@ class CompileOptions:
     max_qat_runs: int = 4
     qat_epochs: int = 3
     probe_epochs: int = 1
-    lr: float = 1e-4
+    #: relative QAT learning rate (see `mpqc.training.config.QatConfig`)
+    lr: float = 0.05
     seed: int = 0
     workers: int | None = None
     levels: int = 6
@@ -42,6 +43,8 @@ class CompileOptions:
     progress: bool = True
     #: reuse sensitivity and probes of an earlier run on the same model, data and space
     use_cache: bool = True
+    #: validation samples the per-layer sensitivity pass runs (candidates use all of them)
+    sensitivity_samples: int = 32
 
     def __post_init__(self) -> None:
         if not (isinstance(self.qat_tolerance, int | float) and math.isfinite(self.qat_tolerance)):
@@ -56,6 +59,7 @@ class CompileOptions:
         _count("--levels", self.levels, 1)
         _count("--top-k", self.top_k, 0)
         _count("round_size", self.round_size, 1)
+        _count("--sensitivity-samples", self.sensitivity_samples, 1)
         _count("--seed", self.seed, 0)
         if self.workers is not None:
             _count("--workers", self.workers, 1)

@@ -11,6 +11,7 @@ from typing import Any
 
 from mpqc.cache import Cache, content_key
 from mpqc.compiler.run_folder import RunFolder
+from mpqc.jobs import QatContext, run_ptq_jobs
 from mpqc.precision import W8A8, Precision
 from mpqc.scheme import Scheme
 from mpqc.workload import Workload
@@ -51,15 +52,27 @@ class Sensitivity:
 
 def measure_sensitivity(
     workload: Workload,
+    context: QatContext,
     space: Sequence[Precision],
+    samples: int,
+    workers: int,
     run: RunFolder,
     use_cache: bool,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[Sensitivity, str]:
-    """The table, and where it came from ("run folder", "cache" or "measured")."""
+    """The table, and where it came from ("run folder", "cache" or "measured"), measured on the
+    first `samples` validation samples by PTQ jobs in `workers` processes."""
     names = workload.prepared.analysis.layer_names
     labels = sorted({p.label for p in space} | {W8A8.label})
-    key = content_key({**workload.fingerprint(), "measure": workload.quality.name, "space": labels})
+    key = content_key(
+        {
+            **workload.fingerprint(),
+            "measure": workload.quality.name,
+            "space": labels,
+            "samples": samples,
+            "int8_kernels": context.int8_kernels,
+        }
+    )
     cache = Cache("sensitivity", _VERSION, enabled=use_cache)
 
     def parse(data: Any) -> Sensitivity:
@@ -73,15 +86,13 @@ def measure_sensitivity(
         run.write_json("sensitivity.json", saved.to_json())
         return saved, "cache"
     reference_scheme = Scheme.uniform(names, W8A8)
-    reference = workload.ptq_quality(reference_scheme)
+    pairs = [(n, p) for n in names for p in space if p.label != W8A8.label]
+    schemes = [reference_scheme] + [reference_scheme.with_layer(n, p) for n, p in pairs]
+    qualities = run_ptq_jobs(context, schemes, samples, workers, progress)
+    reference = qualities[0]
     loss: dict[str, dict[str, float]] = {n: {W8A8.label: 0.0} for n in names}
-    for name in names:
-        for precision in space:
-            if precision.label == W8A8.label:
-                continue
-            loss[name][precision.label] = reference - workload.ptq_quality(reference_scheme.with_layer(name, precision))
-            if progress is not None:
-                progress(1)
+    for (name, precision), quality in zip(pairs, qualities[1:]):
+        loss[name][precision.label] = reference - quality
     result = Sensitivity(reference, loss)
     run.write_json("sensitivity.json", result.to_json())
     cache.put(key, result.to_json())

@@ -44,10 +44,14 @@ def test_attention_matmul_and_unknown_ops_are_noted_not_fatal():
     assert any("Hardmax" in n for n in odd.notes)
 
 
-def test_layers_inside_if_are_left_in_float_with_a_note():
+def test_layers_inside_if_branches_are_found_with_their_scope():
     _, analysis = run_front_end(ir.serde.deserialize_model(b.with_if()))
-    assert [layer.name for layer in analysis.layers] == ["conv"]
-    assert any("inside If" in n for n in analysis.notes)
+    assert sorted((layer.name, layer.scope) for layer in analysis.layers) == [
+        ("conv", ""),
+        ("else_mm", "branch.else_branch"),
+        ("then_mm", "branch.then_branch"),
+    ]
+    assert {"f"} <= set(analysis.activation_tensors)
 
 
 def test_analysis_pass_changes_nothing():

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import builders as b
 import numpy as np
+import onnx
 import onnx_ir as ir
 import pytest
 from mpqc.passes.insert_qdq import InsertQDQPass
+from mpqc.passes.upgrade_opset import UpgradeOpsetPass
 
 import mpqc
 from mpqc.scheme import Scheme
@@ -84,3 +86,62 @@ def test_sub_8_bit_activations_run_the_same_with_and_without_ort_fusion(prepared
         fused = Runner(make_session(model), specs).run(data)[0]
         reference = Runner(make_session(model, optimize=False), specs).run(data)[0]
         np.testing.assert_allclose(fused, reference, rtol=1e-4, atol=1e-4 * float(np.abs(reference).max()))
+
+
+def _through(op: str) -> onnx.ModelProto:
+    """conv -> a value-moving op -> conv: the shape where ONNX Runtime moves a low-bit Q."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    r = b.rng(3)
+    inits = [
+        nh.from_array(r.randn(8, 3, 3, 3).astype(np.float32) * 0.3, "w1"),
+        nh.from_array(r.randn(4, 8, 3, 3).astype(np.float32) * 0.3, "w2"),
+        nh.from_array(np.array([0], np.int64), "st"),
+        nh.from_array(np.array([4], np.int64), "en"),
+        nh.from_array(np.array([2], np.int64), "ax"),
+    ]
+    middle = {
+        "MaxPool": h.make_node("MaxPool", ["a"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),
+        "Slice": h.make_node("Slice", ["a", "st", "en", "ax"], ["m"]),
+        "Transpose": h.make_node("Transpose", ["a"], ["m"], perm=[0, 1, 3, 2]),
+    }[op]
+    nodes = [
+        h.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1], name="c1"),
+        middle,
+        h.make_node("Conv", ["m", "w2"], ["y"], pads=[1, 1, 1, 1], name="c2"),
+    ]
+    graph = h.make_graph(
+        nodes,
+        "g",
+        [h.make_tensor_value_info("x", T.FLOAT, ["N", 3, 8, 8])],
+        [h.make_tensor_value_info("y", T.FLOAT, ["N", 4, None, None])],
+        inits,
+    )
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "Slice", "Transpose"])
+@pytest.mark.parametrize("scheme", ["w4a4", "w2a2", "w8a4"])
+def test_low_bit_activations_behind_value_moving_ops_load_and_keep_their_grid(op, scheme):
+    """ONNX Runtime 1.32 refused 4/2-bit activations behind MaxPool and Slice (its QDQ
+    propagation moves the Q in front of an op with no low-bit kernel). mpqc holds such a grid
+    in an 8-bit container: the model loads, and computes what the b-bit graph says."""
+    from mpqc.emit import emit
+    from mpqc.runtime import make_session
+
+    proto = _through(op)
+    x = b.rng(4).randn(24, 3, 8, 8).astype(np.float32)
+    work = Workload.build(proto, {"x": x}, val_data={"x": x}, test_data={"x": x})
+    bound = Scheme.parse(scheme, work.prepared.analysis.layer_names)
+    held = emit(work.prepared, bound, work.calibration, work.recipe, check=True)
+    ops = [n.op_type for n in held.model.graph]
+    if op in ("MaxPool", "Slice"):
+        assert "Clip" in ops  # the container
+    out = make_session(held.payload()).run(None, {"x": x})[0]
+    plain = InsertQDQPass(work.prepared.analysis, bound, work.calibration, work.recipe)(
+        UpgradeOpsetPass(25)(work.prepared.copy()).model
+    ).model
+    reference = make_session(plain, optimize=False).run(None, {"x": x})[0]  # the b-bit graph, as written
+    np.testing.assert_allclose(out, reference, rtol=1e-4, atol=1e-4 * float(np.abs(reference).max()))

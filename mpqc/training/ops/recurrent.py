@@ -7,7 +7,7 @@ import torch
 from onnx_ir import Node
 
 from mpqc.errors import ModelError
-from mpqc.qat.ops.registry import Inputs, arg, attr_int, attr_str, opt, register
+from mpqc.training.ops.registry import Inputs, arg, attr_int, attr_str, opt, register
 
 __all__: list[str] = []
 

@@ -7,7 +7,7 @@ is refused before training starts (`unsupported`), naming the op and the node.""
 
 from __future__ import annotations
 
-from mpqc.qat.ops import elementwise, nn, recurrent, tensor  # noqa: F401  (they register their handlers)
-from mpqc.qat.ops.registry import OPS, register, run_op, unsupported
+from mpqc.training.ops import elementwise, nn, recurrent, tensor  # noqa: F401  (they register their handlers)
+from mpqc.training.ops.registry import OPS, register, run_op, unsupported
 
 __all__ = ["OPS", "register", "run_op", "unsupported"]

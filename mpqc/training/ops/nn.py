@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from onnx_ir import Node
 
 from mpqc.errors import ModelError
-from mpqc.qat.ops.registry import Inputs, arg, attr_float, attr_int, attr_str, int_list, ints, opt, register
+from mpqc.training.ops.registry import Inputs, arg, attr_float, attr_int, attr_str, int_list, ints, opt, register
 
 __all__: list[str] = []
 

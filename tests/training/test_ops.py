@@ -13,9 +13,9 @@ from onnx import helper as h
 from onnx import numpy_helper
 
 from mpqc.errors import ModelError
-from mpqc.qat.graph import TrainableGraph
-from mpqc.qat.ops import OPS
 from mpqc.runtime import make_session
+from mpqc.training.graph import TrainableGraph
+from mpqc.training.ops import OPS
 
 R = np.random.RandomState(0)
 F32 = R.randn(2, 3, 4, 5).astype(np.float32)
@@ -185,3 +185,11 @@ def test_an_unknown_op_is_refused_before_training_naming_it():
     )
     with pytest.raises(ModelError, match=r"QAT cannot train through op\(s\) Det \(node det1\)"):
         TrainableGraph(ir.serde.deserialize_model(proto), {})
+
+
+def test_gather_of_a_scalar_index_gives_a_scalar():
+    """Shape arithmetic (Shape -> Gather[0]) in real exports takes one element of a 1-D tensor."""
+    proto = _model("Gather", {"x": np.arange(4, dtype=np.int64) + 3}, {"axis": 0}, {"i": np.array(2, np.int64)}, 1)
+    module = TrainableGraph(ir.serde.deserialize_model(proto), {})
+    (got,) = module(torch.arange(4) + 3)
+    assert got.ndim == 0 and int(got) == 5

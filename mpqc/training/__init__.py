@@ -1,8 +1,8 @@
 """Quantization-aware training from ONNX: the QDQ graph of a scheme becomes a trainable
 torch module with fake quantization at exactly its Quantize/Dequantize points.
 
-Importing `mpqc.qat` does not import torch; `mpqc.qat.train` and `mpqc.qat.graph` do."""
+Importing `mpqc.training` does not import torch; `mpqc.training.train` and `mpqc.training.graph` do."""
 
-from mpqc.qat.config import LOSSES, QatConfig
+from mpqc.training.config import LOSSES, QatConfig
 
 __all__ = ["LOSSES", "QatConfig"]

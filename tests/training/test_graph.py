@@ -11,12 +11,12 @@ import torch
 
 import mpqc
 from mpqc.emit import emit
-from mpqc.qat import QatConfig
-from mpqc.qat.graph import TrainableGraph
-from mpqc.qat.train import train_scheme
 from mpqc.recipe import Recipe
 from mpqc.runtime import make_session
 from mpqc.scheme import Scheme
+from mpqc.training import QatConfig
+from mpqc.training.graph import TrainableGraph
+from mpqc.training.train import train_scheme
 from mpqc.workload import Workload
 
 
@@ -82,8 +82,8 @@ def test_write_back_puts_trained_values_into_the_graph(prepared_default):
         work.recipe,
         train,
         work.float_runner(),
-        QatConfig(epochs=1, lr=1e-3),
-        None,
+        QatConfig(epochs=1),
+        [o[:128] for o in work.reference("train")],
     )
     qdq = outcome.model
     after = {n: v.const_value.numpy() for n, v in qdq.graph.initializers.items() if "scale" in n}
@@ -109,10 +109,71 @@ def test_same_seed_same_bytes(prepared_default):
             train,
             work.float_runner(),
             QatConfig(epochs=1, seed=7),
-            None,
+            [o[:128] for o in work.reference("train")],
         ).model
         for _ in range(2)
     ]
     assert (
         ir.serde.serialize_model(runs[0]).SerializeToString() == ir.serde.serialize_model(runs[1]).SerializeToString()
     )
+
+
+def test_qat_trains_through_low_bit_containers_and_writes_their_bounds():
+    """A 4-bit activation behind MaxPool is held in an 8-bit container (Clip + Q/DQ); after
+    training, the Clip's bounds follow the trained scale and ONNX Runtime agrees with torch."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "passes"))
+    from test_insert_qdq import _through
+
+    proto = _through("MaxPool")
+    x = np.random.RandomState(5).randn(64, 3, 8, 8).astype(np.float32)
+    work = Workload.build(proto, {"x": x})
+    bound = Scheme.parse("w4a4", work.prepared.analysis.layer_names)
+    outcome = train_scheme(
+        work.prepared,
+        bound,
+        work.calibration,
+        work.recipe,
+        work.splits.train,
+        work.float_runner(),
+        QatConfig(epochs=2, lr=1e-2, batch_size=8),
+        work.reference("train"),
+    )
+    clips = [n for n in outcome.model.graph if n.op_type == "Clip" and n.metadata_props.get("mpqc.role") == "clip"]
+    assert clips
+    q = next(iter(clips[0].outputs[0].uses())).node
+    scale = float(q.inputs[1].const_value.numpy())
+    zero = int(q.inputs[2].const_value.numpy())
+    assert float(clips[0].inputs[2].const_value.numpy()) == pytest.approx((15 - zero) * scale, rel=1e-6)
+    sample = x[:8]
+    with torch.no_grad():
+        trained = outcome.module(torch.from_numpy(sample))[0].numpy()
+    written = make_session(outcome.model).run(None, {"x": sample})[0]
+    _assert_same_up_to_rounding_flips(trained, written)
+
+
+def test_qat_runs_the_branch_the_condition_takes():
+    """Layers inside If branches train; torch and ONNX Runtime agree after write-back."""
+    import builders as b
+
+    proto = b.with_if(inner_activation=True)
+    x = b.rng(7).randn(64, 1, 4, 4).astype(np.float32)  # both branches taken, by the sign of a sum
+    work = Workload.build(proto, {"x": x})
+    bound = Scheme.parse("w8a8", work.prepared.analysis.layer_names)
+    outcome = train_scheme(
+        work.prepared,
+        bound,
+        work.calibration,
+        work.recipe,
+        work.splits.train,
+        work.float_runner(),
+        QatConfig(epochs=2, lr=1e-3, batch_size=1),
+        work.reference("train"),
+    )
+    for sample in x[:6]:
+        with torch.no_grad():
+            trained = outcome.module(torch.from_numpy(sample[None]))[0].numpy()
+        written = make_session(outcome.model).run(None, {"x": sample[None]})[0]
+        np.testing.assert_allclose(trained, written, rtol=1e-3, atol=1e-3 * float(np.abs(written).max()))

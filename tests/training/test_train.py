@@ -5,7 +5,7 @@ import pytest
 
 from mpqc.api import qat
 from mpqc.errors import MpqcError, OptionError
-from mpqc.qat import QatConfig
+from mpqc.training import QatConfig
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from onnx_ir import Node
 
 from mpqc.errors import ModelError
-from mpqc.qat.ops.registry import Inputs, arg, attr_int, attr_str, int_list, ints, opt, register
+from mpqc.training.ops.registry import Inputs, arg, attr_int, attr_str, int_list, ints, opt, register
 
 __all__: list[str] = []
 
@@ -132,7 +132,7 @@ def _gather(node: Node, xs: Inputs) -> list[torch.Tensor]:
     axis = attr_int(node, "axis", 0) % data.ndim
     idx = torch.where(idx < 0, idx + data.shape[axis], idx)
     picked = torch.index_select(data, axis, idx.reshape(-1))
-    return [picked.reshape(*data.shape[:axis], *idx.shape, *data.shape[axis + 1 :])]
+    return [picked.reshape((*data.shape[:axis], *idx.shape, *data.shape[axis + 1 :]))]
 
 
 @register("GatherElements")
@@ -150,7 +150,7 @@ def _gather_nd(node: Node, xs: Inputs) -> list[torch.Tensor]:
     depth = idx.shape[-1]
     flat = idx.reshape(-1, depth)
     picked = data[tuple(flat[:, i] for i in range(depth))]
-    return [picked.reshape(*idx.shape[:-1], *data.shape[depth:])]
+    return [picked.reshape((*idx.shape[:-1], *data.shape[depth:]))]
 
 
 @register("ScatterND")
@@ -171,7 +171,7 @@ def _expand(node: Node, xs: Inputs) -> list[torch.Tensor]:
 
 @register("Tile")
 def _tile(node: Node, xs: Inputs) -> list[torch.Tensor]:
-    return [arg(node, xs, 0).repeat(*(int_list(arg(node, xs, 1)) or []))]
+    return [arg(node, xs, 0).repeat(tuple(int_list(arg(node, xs, 1)) or []))]
 
 
 @register("Pad")
@@ -190,10 +190,11 @@ def _pad(node: Node, xs: Inputs) -> list[torch.Tensor]:
         fill = float(value.reshape(-1)[0]) if value is not None and value.numel() else 0.0
         return [F.pad(x, flat, value=fill)]
     torch_mode = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}.get(mode)
-    spatial = 2 * (x.ndim - 2)  # torch pads only the dims after batch and channels in these modes
-    if torch_mode is None or x.ndim < 3 or any(flat[spatial:]):
+    padded = max((i // 2 + 1 for i, p in enumerate(flat) if p), default=0)  # trailing dims that are padded
+    dims = max(padded, x.ndim - 2, 1)  # torch pads the last ndim-1 or ndim-2 dims in these modes
+    if torch_mode is None or dims > min(3, x.ndim - 1):
         raise ModelError(f"Pad mode {mode} on these axes (node {node.name}) is not supported in QAT")
-    flat = flat[:spatial]
+    flat = flat[: 2 * dims]
     return [F.pad(x, flat, mode=torch_mode)]
 
 

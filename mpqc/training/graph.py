@@ -4,7 +4,7 @@ Built from the very graph ONNX Runtime runs: every QuantizeLinear becomes a `Fak
 with a learnable scale (shared where the graph shares the scale initializer), the paired
 DequantizeLinear passes through, weight DequantizeLinear nodes fake-quantize a float latent
 weight (initialised from the float model), and everything else runs as its torch twin
-(`mpqc.qat.ops`). `write_back` puts the trained weights and scales into the same graph.
+(`mpqc.training.ops`). `write_back` puts the trained weights and scales into the same graph.
 A graph with an op QAT cannot run is refused on construction, naming the op and node."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from torch import nn
 
 from mpqc.errors import ModelError
 from mpqc.passes._common import const_of, input_at, name_of
-from mpqc.qat.fakequant import FakeQuant
-from mpqc.qat.ops import run_op, unsupported
+from mpqc.training.fakequant import FakeQuant
+from mpqc.training.ops import run_op, unsupported
 
 __all__ = ["TrainableGraph", "LAYER_OPS"]
 
@@ -53,7 +53,8 @@ class TrainableGraph(nn.Module):
         super().__init__()
         self.graph = qdq.graph
         self.nodes = list(self.graph)
-        missing = [n for n in unsupported(self.nodes) if n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
+        every = list(ir.traversal.RecursiveGraphIterator(self.graph))  # If branches too
+        missing = [n for n in unsupported(every) if n.op_type not in ("QuantizeLinear", "DequantizeLinear", "If")]
         if missing:
             ops = sorted({n.op_type for n in missing})
             raise ModelError(
@@ -68,10 +69,12 @@ class TrainableGraph(nn.Module):
         self._param_of: dict[str, str] = {}  # graph value name -> parameter key
         self._layer_weight: dict[str, str] = {}  # layer -> parameter key of its latent weight
         self._q_of_scale: dict[str, str] = {}  # scale initializer -> quantizer key
+        self._values: dict[str, ir.Value] = {}  # initializers written back, in whichever graph they live
         self._bias_nodes: list[ir.Node] = []
         self._bias_scale: dict[str, tuple[str, str]] = {}  # bias value -> (activation scale, layer)
         self._weight_nodes: list[ir.Node] = []
-        for node in self.nodes:
+        self._clips: list[ir.Node] = []  # container clips: identity in training, bounds rewritten after
+        for node in every:
             role = _role(node)
             if node.op_type == "DequantizeLinear" and role == "weight":
                 self._add_weight(node, float_weights)
@@ -79,6 +82,8 @@ class TrainableGraph(nn.Module):
                 self._add_bias(node, float_weights)
             elif node.op_type == "QuantizeLinear" and role in ("activation", "container"):
                 self._add_activation(node)
+            elif node.op_type == "Clip" and role == "clip":
+                self._clips.append(node)
             elif node.op_type in LAYER_OPS:
                 for value in node.inputs[1:]:  # float layers: weights and biases train too
                     if value is None or not value.is_initializer() or value.const_value is None:
@@ -87,6 +92,7 @@ class TrainableGraph(nn.Module):
                         key = _safe(name_of(value))
                         self.params[key] = nn.Parameter(_tensor(const_of(value)))
                         self._param_of[name_of(value)] = key
+                        self._values[name_of(value)] = value
 
     # -- construction ----------------------------------------------------------------------
     def _add_weight(self, node: ir.Node, float_weights: dict[str, np.ndarray]) -> None:
@@ -141,6 +147,7 @@ class TrainableGraph(nn.Module):
                 None,
             )
             self._q_of_scale[name_of(scale)] = key
+            self._values[name_of(scale)] = scale
 
     # -- running ---------------------------------------------------------------------------
     def _constant(self, value: ir.Value) -> torch.Tensor:
@@ -155,7 +162,23 @@ class TrainableGraph(nn.Module):
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Every graph output, in order."""
         env: dict[str, torch.Tensor] = dict(zip(self.input_names, inputs))
-        for node in self.nodes:
+        self._run(self.nodes, env)
+        return tuple(env[name] for name in self.output_names)
+
+    def _run_if(self, node: ir.Node, env: dict[str, torch.Tensor]) -> None:
+        """The branch the condition picks, with the enclosing values in scope."""
+        condition = bool(env[name_of(node.inputs[0])].reshape(-1)[0].item())
+        branch: ir.Graph = node.attributes["then_branch" if condition else "else_branch"].value
+        inner = dict(env)
+        self._run(list(branch), inner)
+        for value, result in zip(node.outputs, branch.outputs):
+            env[name_of(value)] = inner[name_of(result)]
+
+    def _run(self, nodes: list[ir.Node], env: dict[str, torch.Tensor]) -> None:
+        for node in nodes:
+            if node.op_type == "If":
+                self._run_if(node, env)
+                continue
             out = name_of(node.outputs[0])
             if out in self._param_of:  # weight/bias DequantizeLinear: fake-quantized latent
                 key = self._param_of[out]
@@ -169,6 +192,9 @@ class TrainableGraph(nn.Module):
             if node.op_type == "QuantizeLinear":
                 quantizer = self.quantizers[self._q_of_scale[name_of(node.inputs[1])]]
                 env[out] = quantizer(env[name_of(node.inputs[0])])
+                continue
+            if node.op_type == "Clip" and _role(node) == "clip":  # the fake quantizer after it clamps
+                env[out] = env[name_of(node.inputs[0])]
                 continue
             source = node.inputs[0].producer() if node.inputs and node.inputs[0] is not None else None
             if node.op_type == "DequantizeLinear" and source is not None and source.op_type == "QuantizeLinear":
@@ -187,7 +213,6 @@ class TrainableGraph(nn.Module):
                     args.append(self._constant(value))
             for value, result in zip(node.outputs, run_op(node, args)):
                 env[name_of(value)] = result
-        return tuple(env[name] for name in self.output_names)
 
     def _quantizer(self, key: str) -> FakeQuant:
         quantizer = self.quantizers[key]
@@ -219,17 +244,29 @@ class TrainableGraph(nn.Module):
                 fq.scale.detach().abs().numpy().astype(np.float32), name=scale_value.name
             )
         for scale_name, key in self._q_of_scale.items():
-            value = self.graph.initializers[scale_name]
+            value = self._values[scale_name]
             shape = const_of(value).shape
             scale = self._quantizer(key).scale.detach().abs().reshape(shape).numpy().astype(np.float32)
             value.const_value = ir.tensor(scale, name=scale_name)
         for node in self._bias_nodes:
             self._write_bias(node)
+        for clip in self._clips:
+            self._write_clip(clip)
         for name, key in self._param_of.items():
-            initializer = self.graph.initializers.get(name)
+            initializer = self._values.get(name)
             if initializer is not None and initializer.const_value is not None:
                 if initializer.const_value.dtype == ir.DataType.FLOAT:
                     initializer.const_value = ir.tensor(self.params[key].detach().numpy().astype(np.float32), name=name)
+
+    def _write_clip(self, clip: ir.Node) -> None:
+        """A container's bounds at the trained scale: the b-bit range of the Q that follows."""
+        q = next(use.node for use in clip.outputs[0].uses() if use.node.op_type == "QuantizeLinear")
+        quantizer = self._quantizer(self._q_of_scale[name_of(q.inputs[1])])
+        scale = float(quantizer.scale.detach().abs().item())
+        zero = float(quantizer.zero_point.reshape(-1)[0].item())
+        for index, level in ((1, quantizer.qmin), (2, quantizer.qmax)):
+            bound = input_at(clip, index)
+            bound.const_value = ir.tensor(np.asarray((level - zero) * scale, np.float32), name=bound.name)
 
     def _write_bias(self, node: ir.Node) -> None:
         """int32 bias at the trained s_x * s_w."""

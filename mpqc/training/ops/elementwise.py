@@ -9,7 +9,7 @@ import torch
 from onnx_ir import Node
 
 from mpqc.errors import ModelError
-from mpqc.qat.ops.registry import Inputs, arg, attr_int, register
+from mpqc.training.ops.registry import Inputs, arg, attr_int, register
 
 __all__ = ["TORCH_DTYPES"]
 

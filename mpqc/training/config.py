@@ -15,15 +15,27 @@ LOSSES = ("auto", "labels", "distill")
 
 @dataclass(frozen=True)
 class QatConfig:
-    """One QAT run. `threads` is fixed per run so results do not depend on where it runs."""
+    """One QAT run. `threads` is fixed per run so results do not depend on where it runs.
+
+    `lr` is relative: each step moves a quantized weight by about `lr` of its quantization
+    step, a float parameter by `lr` x `float_lr_factor` of its RMS and a quantizer scale by
+    `lr` x `scale_lr_factor` of itself (Adam moves every parameter by about its learning
+    rate per step, so one absolute rate either stalls small tensors or wrecks large ones:
+    0.0001 took a pretrained MobileNetV3 from 100% to 47% agreement). The validation quality
+    is measured at the start (the PTQ point) and `evals_per_epoch` times an epoch; the best
+    state is kept, training stops after `patience` evaluations without gain."""
 
     epochs: int = 3
-    lr: float = 1e-4
-    #: learning rate of the quantizer scales, relative to `lr`
-    scale_lr_factor: float = 10.0
-    batch_size: int = 64
+    lr: float = 0.05
+    #: scales move by `lr` x this of themselves per step
+    scale_lr_factor: float = 0.1
+    #: float parameters (biases, layers left in float) move by `lr` x this of their RMS
+    float_lr_factor: float = 0.1
+    batch_size: int = 32
     seed: int = 0
     loss: str = "auto"
+    evals_per_epoch: int = 2
+    patience: int = 4
     threads: int = 1
     progress: bool = False
 
@@ -32,7 +44,7 @@ class QatConfig:
             raise OptionError(f"QAT epochs must be a whole number >= 0, got {self.epochs!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise OptionError(f"QAT batch size must be a whole number >= 1, got {self.batch_size!r}")
-        for name in ("lr", "scale_lr_factor"):
+        for name in ("lr", "scale_lr_factor", "float_lr_factor"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise OptionError(f"QAT {name} must be a positive number, got {value!r}")
@@ -40,3 +52,5 @@ class QatConfig:
             raise OptionError(f"unknown QAT loss {self.loss!r}; use one of {', '.join(LOSSES)}")
         if self.threads < 1:
             raise OptionError(f"QAT threads must be >= 1, got {self.threads}")
+        if self.evals_per_epoch < 1 or self.patience < 1:
+            raise OptionError("QAT evaluations per epoch and patience must be >= 1")

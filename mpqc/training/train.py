@@ -1,0 +1,274 @@
+"""QAT: start from the PTQ state of a scheme, fine-tune with quantization in the loop, keep
+the best state on the validation split, and write it back into the same QDQ graph
+(evaluated in ONNX Runtime by the caller).
+
+Losses: without labels, distillation from the float model on every output (KL divergence
+of the class distributions for classifier-shaped outputs, mean squared error relative to
+the teacher's power otherwise); with labels, cross-entropy on the classifier output plus
+that distillation. BatchNorm statistics stay as the pretrained model has them (the front
+end folds BatchNorm into the layers; any left runs in inference form)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ml_dtypes  # noqa: F401  (registers int4/int2 numpy types the IR hands over)
+import numpy as np
+import onnx_ir as ir
+import torch
+
+from mpqc.data import Dataset
+from mpqc.emit import emit
+from mpqc.errors import DataError
+from mpqc.frontend import Prepared
+from mpqc.quality import QualityMeasure, mean_cosine
+from mpqc.recipe import Recipe
+from mpqc.runtime import Outputs, Runner
+from mpqc.scheme import Scheme
+from mpqc.stats import Calibration
+from mpqc.training.config import QatConfig
+from mpqc.training.fakequant import FakeQuant
+from mpqc.training.graph import TrainableGraph
+
+__all__ = ["QatOutcome", "Validation", "train_scheme", "resolve_loss", "distill_loss"]
+
+
+@dataclass
+class Validation:
+    """What training is judged on: the validation split, the float model's outputs on it,
+    and the quality measure."""
+
+    data: Dataset
+    reference: Outputs
+    measure: QualityMeasure
+
+
+@dataclass
+class QatOutcome:
+    """The trained QDQ graph (the best state seen), and how training went."""
+
+    model: ir.Model
+    module: TrainableGraph
+    losses: list[float] = field(default_factory=list)
+    seconds_per_epoch: float = 0.0
+    steps: int = 0
+    #: (step, validation quality in torch) at each evaluation; step 0 is the PTQ point
+    history: list[tuple[int, float]] = field(default_factory=list)
+    best_step: int = 0
+    stopped_early: bool = False
+
+    def summary(self) -> str:
+        if not self.history:
+            return f"{self.steps} steps, no validation"
+        best = max(q for _, q in self.history)
+        if self.best_step == 0:
+            return f"{self.steps} steps; no step beat the PTQ start on validation, so its weights were kept"
+        text = f"best validation quality {100 * best:.2f} at step {self.best_step} of {self.steps}"
+        return text + (" (stopped early)" if self.stopped_early else "")
+
+
+def resolve_loss(config: QatConfig, has_labels: bool) -> str:
+    """The loss a run uses: `auto` is labels (plus distillation) when there are any, else distillation."""
+    if config.loss == "labels" and not has_labels:
+        raise DataError("QAT with labels needs data with labels; use --loss distill for label-free training")
+    if config.loss != "auto":
+        return config.loss
+    return "labels" if has_labels else "distill"
+
+
+def train_scheme(
+    prepared: Prepared,
+    scheme: Scheme,
+    calibration: Calibration,
+    recipe: Recipe,
+    train: Dataset,
+    layout: Runner,
+    config: QatConfig,
+    teacher: Outputs | None,
+    classifier_output: int = 0,
+    validation: Validation | None = None,
+) -> QatOutcome:
+    """The PTQ graph of `scheme`, trained on `train`; with `validation`, the best state seen
+    there (the PTQ state included) is what gets written back. `layout` tells how samples map
+    to the model's axes (the runner that produced `teacher`)."""
+    qdq = emit(prepared, scheme, calibration, recipe).model
+    weights = {
+        name: v.const_value.numpy()
+        for name, v in prepared.model.graph.initializers.items()
+        if v.const_value is not None and v.const_value.dtype == ir.DataType.FLOAT
+    }
+    module = TrainableGraph(qdq, weights)
+    loss_kind = resolve_loss(config, train.labels is not None)
+    if teacher is None:
+        raise ValueError("QAT needs the float model's outputs on the training split (distillation)")
+    previous_threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    torch.use_deterministic_algorithms(True)
+    try:
+        optimizer = torch.optim.Adam(_groups(module, config))
+        inputs = {name: torch.from_numpy(np.asarray(train.inputs[name])) for name in module.input_names}
+        labels = torch.from_numpy(np.asarray(train.labels)).long() if loss_kind == "labels" else None
+        targets = [torch.from_numpy(np.asarray(t, np.float32)) for t in teacher]
+        generator = torch.Generator().manual_seed(config.seed)
+        micro = 1 if layout.per_sample or layout.fixed else config.batch_size
+        per_epoch_steps = max(1, math.ceil(len(train) / config.batch_size))
+        eval_every = max(1, math.ceil(per_epoch_steps / config.evals_per_epoch))
+        outcome = QatOutcome(qdq, module)
+        best_state: dict[str, Any] | None = None
+        best = (-math.inf, -math.inf)
+        if validation is not None:
+            best = _validate(module, layout, validation)
+            outcome.history.append((0, best[0]))
+            best_state = copy.deepcopy(module.state_dict())
+        since_best = 0
+        start = time.perf_counter()
+        bar = _progress(config, len(train))
+        steps = 0
+        for _ in range(config.epochs):
+            module.train()
+            order = torch.randperm(len(train), generator=generator)
+            total, count = 0.0, 0
+            for begin in range(0, len(train), config.batch_size):
+                idx = order[begin : begin + config.batch_size]
+                optimizer.zero_grad()
+                for part in idx.split(micro):
+                    outs = _forward(module, layout, inputs, part)
+                    loss = distill_loss(outs, [t[part] for t in targets])
+                    if labels is not None:
+                        scores = outs[classifier_output].reshape(len(part), -1)
+                        loss = loss + torch.nn.functional.cross_entropy(scores, labels[part])
+                    (loss * len(part) / len(idx)).backward()
+                    total += float(loss.detach()) * len(part)
+                    count += len(part)
+                optimizer.step()
+                steps += 1
+                if bar is not None:
+                    bar.update(len(idx))
+                if validation is not None and steps % eval_every == 0:
+                    score = _validate(module, layout, validation)
+                    outcome.history.append((steps, score[0]))
+                    module.train()
+                    if score > best:
+                        best, best_state, since_best = score, copy.deepcopy(module.state_dict()), 0
+                        outcome.best_step = steps
+                    else:
+                        since_best += 1
+                if since_best >= config.patience:
+                    break
+            outcome.losses.append(total / max(count, 1))
+            if since_best >= config.patience:
+                outcome.stopped_early = True
+                break
+        if bar is not None:
+            bar.close()
+        outcome.steps = steps
+        outcome.seconds_per_epoch = (time.perf_counter() - start) / max(len(outcome.losses), 1)
+        if best_state is not None:
+            module.load_state_dict(best_state)
+        module.eval()
+        module.write_back()
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(previous_threads)
+    return outcome
+
+
+def _groups(module: TrainableGraph, config: QatConfig) -> list[dict[str, Any]]:
+    """One parameter group per tensor, each with its own learning rate (see `QatConfig`)."""
+    groups: list[dict[str, Any]] = []
+    for key, param in module.params.items():
+        quantizer = module.quantizers[key] if key in module.quantizers else None
+        if isinstance(quantizer, FakeQuant):
+            step = float(quantizer.scale.detach().abs().mean())
+            lr = config.lr * step
+        else:
+            lr = config.lr * config.float_lr_factor * float(param.detach().square().mean().sqrt())
+        groups.append({"params": [param], "lr": max(lr, 1e-12)})
+    for quantizer in module.quantizers.values():
+        assert isinstance(quantizer, FakeQuant)
+        lr = config.lr * config.scale_lr_factor * float(quantizer.scale.detach().abs().mean())
+        groups.append({"params": [quantizer.scale], "lr": max(lr, 1e-12)})
+    return groups
+
+
+@torch.no_grad()
+def _validate(module: TrainableGraph, layout: Runner, validation: Validation) -> tuple[float, float]:
+    """The measure on the validation split, from the module in torch (eval mode), and the
+    output cosine to break its ties (agreement on a few samples moves in large steps)."""
+    module.eval()
+    data = validation.data
+    inputs = {name: torch.from_numpy(np.asarray(data.inputs[name])) for name in module.input_names}
+    step = 1 if layout.per_sample or layout.fixed else 32
+    parts: list[list[np.ndarray]] = []
+    for begin in range(0, len(data), step):
+        idx = torch.arange(begin, min(begin + step, len(data)))
+        parts.append([o.numpy() for o in _forward(module, layout, inputs, idx)])
+    outputs = [np.concatenate(chunks) for chunks in zip(*parts)]
+    value = validation.measure.score(outputs, validation.reference, data.labels)
+    cosine = mean_cosine(outputs, validation.reference)
+    return (value if math.isfinite(value) else -math.inf, cosine if math.isfinite(cosine) else -math.inf)
+
+
+def _forward(
+    module: TrainableGraph, layout: Runner, inputs: dict[str, torch.Tensor], idx: torch.Tensor
+) -> list[torch.Tensor]:
+    """The module on samples `idx`, outputs sample-first (as the runner lays them out)."""
+    batch = {}
+    for spec in layout.specs:
+        x = inputs[spec.name][idx]
+        if spec.batch_axis is None:
+            batch[spec.name] = x[0]  # one value for every run
+        else:
+            batch[spec.name] = x.movedim(0, spec.batch_axis) if spec.batch_axis else x
+    outs = module(*[batch[name] for name in module.input_names])
+    samples = layout.to_samples(list(outs), len(idx))
+    if samples is None:
+        raise DataError("QAT cannot tell which output axis holds the samples; train one sample at a time")
+    return samples
+
+
+def distill_loss(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Sum over outputs: KL divergence to the float model's softmax for class scores (a vector
+    per sample), mean squared error relative to the teacher's mean square (1 / SNR) for
+    anything else, so outputs of any scale weigh alike."""
+    total = torch.zeros(())
+    for s, t in zip(student, teacher):
+        if not s.is_floating_point():
+            continue
+        s2, t2 = s.reshape(len(s), -1).float(), t.reshape(len(t), -1)
+        if s2.shape[1] > 1 and _is_class_vector(t):
+            total = total + torch.nn.functional.kl_div(
+                torch.log_softmax(s2, 1), torch.softmax(t2, 1), reduction="batchmean"
+            )
+        else:
+            power = t2.square().mean().clamp_min(1e-12)
+            total = total + torch.nn.functional.mse_loss(s2, t2) / power
+    return total
+
+
+def _is_class_vector(t: torch.Tensor) -> bool:
+    return len([d for d in t.shape[1:] if d != 1]) == 1
+
+
+def _progress(config: QatConfig, samples: int) -> Any:
+    if not config.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(
+        total=samples * config.epochs,
+        unit="sample",
+        desc="QAT",
+        file=sys.stderr,
+        leave=False,
+        disable=not sys.stderr.isatty() and not os.environ.get("MPQC_PROGRESS"),
+    )
