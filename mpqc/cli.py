@@ -80,14 +80,23 @@ def _recipe(p: argparse.ArgumentParser) -> None:
         "--weight-method",
         choices=("auto", "minmax", "mse"),
         default="auto",
-        help="weight scales: auto is min-max at 8 bits, MSE-optimal per channel below",
+        help="weight scales: auto is min-max at 8 bits, below it min-max or MSE by output fidelity",
     )
     g.add_argument("--percentile", type=float, default=99.99, help="percentile of the percentile method")
     g.add_argument("--calib-samples", type=int, default=None, help="calibrate on the first N training samples")
-    g.add_argument(
+    weights = g.add_mutually_exclusive_group()
+    weights.add_argument(
         "--full-range-weights",
+        dest="reduce_range",
+        action="store_false",
+        default=None,
+        help="8-bit weights in [-128, 127] (default: by this CPU: full range unless x86 without VNNI/AMX)",
+    )
+    weights.add_argument(
+        "--reduce-range",
+        dest="reduce_range",
         action="store_true",
-        help="8-bit weights in [-128, 127] (default: [-64, 63], safe on AVX2 CPUs without VNNI)",
+        help="8-bit weights in [-64, 63], for x86 CPUs without VNNI whose int8 kernels saturate",
     )
 
 
@@ -156,7 +165,7 @@ def _recipe_of(args: argparse.Namespace) -> Any:
         activation_method=args.calib_method or "auto",
         weight_method=args.weight_method,
         percentile=args.percentile,
-        reduce_range=not args.full_range_weights,
+        reduce_range=args.reduce_range,
     )
 
 
@@ -305,14 +314,16 @@ def _cmd_profile(args: argparse.Namespace) -> None:
 
 
 def _cmd_targets(args: argparse.Namespace) -> None:
+    from mpqc.cpu import detect
     from mpqc.targets import builtin_targets
 
     targets = builtin_targets()
     rows = [("target", "precisions", "description")]
     rows += [(t.name, ", ".join(p.label for p in t.precisions()), t.description) for t in targets]
-    _emit(
-        args, {"targets": [t.info() | {"precisions": [p.label for p in t.precisions()]} for t in targets]}, _table(rows)
-    )
+    cpu = detect()
+    text = f"{_table(rows)}\n\nthis CPU: {cpu.describe()}"
+    payload = {"targets": [t.info() | {"precisions": [p.label for p in t.precisions()]} for t in targets]}
+    _emit(args, payload | {"cpu": cpu.to_json()}, text)
 
 
 def _cmd_compile(args: argparse.Namespace) -> None:

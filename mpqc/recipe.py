@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mpqc.cpu import detect
 from mpqc.errors import OptionError
 
-__all__ = ["Recipe", "ACTIVATION_METHODS", "CALIBRATION_METHODS", "WEIGHT_METHODS"]
+__all__ = ["Recipe", "ACTIVATION_METHODS", "CALIBRATION_METHODS", "WEIGHT_METHODS", "WEIGHTS_KEY"]
 
 #: range methods for one activation tensor
 ACTIVATION_METHODS = ("minmax", "percentile", "mse")
@@ -17,6 +18,8 @@ ACTIVATION_METHODS = ("minmax", "percentile", "mse")
 CALIBRATION_METHODS = ("auto", *ACTIVATION_METHODS)
 #: `auto`: min-max at 8 bits, MSE-optimal per channel below
 WEIGHT_METHODS = ("auto", "minmax", "mse")
+#: the tensor name under which `Recipe.chosen` keeps the weight method chosen per weight width
+WEIGHTS_KEY = "*weights"
 
 
 @dataclass(frozen=True)
@@ -24,13 +27,15 @@ class Recipe:
     """Activation range method, weight scale method, and the 8-bit weight range.
 
     `reduce_range` keeps 8-bit weights in [-64, 63], so that x86 AVX2 int8 kernels without
-    VNNI cannot saturate their int16 pair sums; full range is right everywhere else."""
+    VNNI cannot saturate their int16 pair sums; full range is right everywhere else. None
+    (the default) decides by the CPU in hand (`mpqc.cpu`)."""
 
     activation_method: str = "auto"
     weight_method: str = "auto"
     percentile: float = 99.99
-    reduce_range: bool = True
-    #: (tensor, bits) -> method, filled by the `auto` calibration choice
+    reduce_range: bool | None = None
+    #: (tensor, bits) -> method, filled by the `auto` choices; (WEIGHTS_KEY, bits) is the
+    #: weight scale method chosen for that weight width
     chosen: Mapping[tuple[str, int], str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -56,16 +61,24 @@ class Recipe:
     def with_choices(self, chosen: Mapping[tuple[str, int], str]) -> Recipe:
         return replace(self, chosen=chosen)
 
+    @property
+    def weights_reduced(self) -> bool:
+        """Whether 8-bit weights are held in [-64, 63]: as given, else as this CPU needs."""
+        return detect().int8_saturates if self.reduce_range is None else self.reduce_range
+
     def weight_method_for(self, bits: int) -> str:
+        """The weight scale method at one bit width: `auto` looks up the choice made by output
+        fidelity (`mpqc.autocalib.choose_weight_method`), else min-max at 8 bits, MSE below."""
         if self.weight_method != "auto":
             return self.weight_method
-        return "minmax" if bits == 8 else "mse"
+        return self.chosen.get((WEIGHTS_KEY, bits)) or ("minmax" if bits == 8 else "mse")
 
     def to_json(self) -> dict[str, Any]:
         return {
             "activation_method": self.activation_method,
             "weight_method": self.weight_method,
             "percentile": self.percentile,
-            "reduce_range": self.reduce_range,
+            "reduce_range": self.weights_reduced,
+            "reduce_range_from": "cpu" if self.reduce_range is None else "given",
             "chosen": {f"{t}@{b}": m for (t, b), m in sorted(self.chosen.items())},
         }

@@ -297,7 +297,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
             raise MpqcError(f"layer {layer.name}: the {prec.form} form ({prec.label}) is not emitted by this pass")
         axis = layer.channel_axis if prec.per_channel else None
         method = self.recipe.weight_method_for(prec.w_bits)
-        params = weight_qparams(weight, prec.w_bits, axis, prec.w_symmetric, method, self.recipe.reduce_range)
+        params = weight_qparams(weight, prec.w_bits, axis, prec.w_symmetric, method, self.recipe.weights_reduced)
         shape = [1] * weight.ndim
         if axis is not None:
             shape[axis] = -1

@@ -36,6 +36,7 @@ from mpqc.targets.base import CostInputs, CostModel, Measurement, Target
 
 from mpqc.analysis import QUANTIZABLE_OPS, Analysis, Layer
 from mpqc.cache import Cache, content_key
+from mpqc.cpu import detect
 from mpqc.emit import emit
 from mpqc.errors import TargetError
 from mpqc.frontend import Prepared
@@ -85,7 +86,13 @@ class OrtCpuTarget(Target):
         return layer.op_type in QUANTIZABLE_OPS and super().runs(layer, precision)
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "threads": self.threads, "cpu": _cpu_model(), "onnxruntime": ort.__version__}
+        return {
+            **super().info(),
+            "threads": self.threads,
+            "cpu": _cpu_model(),
+            "isa": detect().describe(),
+            "onnxruntime": ort.__version__,
+        }
 
     # -- running ---------------------------------------------------------------------------
     def session(self, payload: bytes, profile: bool = False, optimized_path: str | None = None) -> ort.InferenceSession:
@@ -158,6 +165,7 @@ class OrtCpuTarget(Target):
                 "repeats": self.repeats,
                 "ort": ort.__version__,
                 "cpu": _cpu_model(),
+                "isa": detect().to_json(),
                 "feed": {k: list(v.shape) for k, v in sorted(feed.items())},
                 "variants": _variant_labels(),
             }

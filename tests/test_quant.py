@@ -56,7 +56,7 @@ def _conv_ref(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.einsum("ncijkl,ockl->noij", windows, w, optimize=True).astype(np.float32)
 
 
-def _reference(x, w, bias, bits_w, bits_a, axis, conv: bool, reduce_range: bool = True) -> np.ndarray:
+def _reference(x, w, bias, bits_w, bits_a, axis, conv: bool, reduce_range: bool = MINMAX.weights_reduced) -> np.ndarray:
     a_params = activation_qparams(min(float(x.min()), 0.0), max(float(x.max()), 0.0), bits_a, symmetric=False)
     method = "minmax" if bits_w == 8 else "mse"
     w_params = weight_qparams(w, bits_w, axis, True, method, reduce_range)
@@ -72,7 +72,9 @@ def _reference(x, w, bias, bits_w, bits_a, axis, conv: bool, reduce_range: bool 
 
 def _run(m, scheme: str, x: np.ndarray, optimize: bool) -> np.ndarray:
     whole = {"x": x}  # validation and test given: every sample calibrates, as the reference does
-    result = mpqc.quantize(m, scheme, whole, val_data=whole, test_data=whole, evaluate=False, recipe=MINMAX)
+    # the reference's weight scales: min-max at 8 bits, MSE below (auto's choice is tested apart)
+    recipe = Recipe(activation_method="minmax", weight_method="minmax" if scheme.startswith("w8") else "mse")
+    result = mpqc.quantize(m, scheme, whole, val_data=whole, test_data=whole, evaluate=False, recipe=recipe)
     return make_session(result.model, optimize=optimize).run(None, {"x": x})[0]
 
 
