@@ -60,10 +60,13 @@ class QatContext:
     int8_kernels: bool = False
 
 
-def context_from(workload: Any, config: QatConfig, bits: Iterable[int] = (8,)) -> QatContext:
-    """The QAT context of a `mpqc.workload.Workload` whose jobs use activations of `bits`
-    (their `auto` ranges are chosen here, so every worker quantizes alike)."""
-    recipe = workload.resolve_recipe(bits)
+def context_from(
+    workload: Any, config: QatConfig, bits: Iterable[int] = (8,), weight_bits: Iterable[int] = ()
+) -> QatContext:
+    """The QAT context of a `mpqc.workload.Workload` whose jobs use activations of `bits` and
+    weights of `weight_bits` (their `auto` choices are made here, so every worker quantizes
+    alike)."""
+    recipe = workload.resolve_recipe(bits, weight_bits)
     teacher = workload.reference("train")
     reference = workload.reference("validation")
     fingerprint = workload.fingerprint()

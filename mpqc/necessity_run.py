@@ -57,7 +57,7 @@ def necessity_workload(
     names = workload.prepared.analysis.layer_names
     validation_set = workload.splits.validation
     float_quality = workload.evaluate(workload.prepared.model, "validation").quality
-    context = context_from(workload, QatConfig(epochs=epochs, lr=lr, seed=seed), {8, *bits})
+    context = context_from(workload, QatConfig(epochs=epochs, lr=lr, seed=seed), {8, *bits}, bits)
     workers = workers or default_workers()
     variants = probe_variants(list(bits))
     with say.count(1 + len(names) * len(variants), "QAT-necessity probes") as advance:

@@ -20,17 +20,18 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from mpqc.autocalib import CHOICE_SAMPLES, CalibrationChoice, choose_methods
+from mpqc.autocalib import CHOICE_SAMPLES, CalibrationChoice, WeightChoice, choose_methods, choose_weight_method
 from mpqc.budget import Budget, ResolvedBudget
 from mpqc.calibrate import calibrate
 from mpqc.cost import SchemeCost, bops, peak_activation_bytes, weight_bytes
+from mpqc.cpu import detect
 from mpqc.data import Dataset
 from mpqc.emit import Emitted, emit
 from mpqc.errors import BudgetError, DataError, OptionError
 from mpqc.frontend import ModelLike, Prepared, prepare
 from mpqc.precision import FLOAT, W8A8
 from mpqc.quality import MEASURES, Evaluation, QualityMeasure, check_labels, choose_measure, evaluate_outputs
-from mpqc.recipe import Recipe
+from mpqc.recipe import WEIGHTS_KEY, Recipe
 from mpqc.runtime import Outputs, Runner, make_session
 from mpqc.scheme import Scheme
 from mpqc.signature import InputSpec, input_specs
@@ -78,6 +79,7 @@ class Workload:
         #: the recipe as asked for; `recipe` adds the choices `auto` has made so far
         self.requested_recipe = recipe
         self.choices: dict[int, CalibrationChoice] = {}
+        self.weight_choices: dict[int, WeightChoice] = {}
         self.metric = metric
         self.target = target
         self.budget = budget
@@ -220,29 +222,40 @@ class Workload:
         for bits, choice in self.choices.items():
             chosen[("*", bits)] = choice.start
             chosen.update({(tensor, bits): method for tensor, method in choice.methods.items()})
+        for bits, weights in self.weight_choices.items():
+            chosen[(WEIGHTS_KEY, bits)] = weights.method
         return self.requested_recipe.with_choices(chosen)
 
-    def resolve_recipe(self, bits: Iterable[int]) -> Recipe:
-        """Make the `auto` choices for these activation widths (once each) and return the recipe."""
-        if self.requested_recipe.activation_method == "auto":
-            for width in sorted(set(bits) - set(self.choices)):
-                data = self.splits.validation.take(CHOICE_SAMPLES)
-                reference = [o[: len(data)] for o in self.reference("validation")]
-                self.choices[width] = choose_methods(
-                    self.prepared,
-                    self.calibration,
-                    self.recipe,
-                    self.specs,
-                    data,
-                    reference,
-                    width,
-                    per_sample=self.float_runner().per_sample,
-                    say=self.say,
-                )
+    def resolve_recipe(self, bits: Iterable[int], weight_bits: Iterable[int] = ()) -> Recipe:
+        """Make the `auto` choices for these activation widths and sub-8-bit weight widths
+        (once each) and return the recipe."""
+        weights = sorted({b for b in weight_bits if b < 8} - set(self.weight_choices))
+        activations = sorted(set(bits) - set(self.choices))
+        if self.requested_recipe.weight_method != "auto":
+            weights = []
+        if self.requested_recipe.activation_method != "auto":
+            activations = []
+        if not weights and not activations:
+            return self.recipe
+        data = self.splits.validation.take(CHOICE_SAMPLES)
+        common = (self.specs, data, [o[: len(data)] for o in self.reference("validation")])
+        per_sample = self.float_runner().per_sample
+        for width in weights:
+            self.weight_choices[width] = choose_weight_method(
+                self.prepared, self.calibration, self.recipe, *common, width, per_sample=per_sample, say=self.say
+            )
+        for width in activations:
+            self.choices[width] = choose_methods(
+                self.prepared, self.calibration, self.recipe, *common, width, per_sample=per_sample, say=self.say
+            )
         return self.recipe
 
     def calibration_notes(self) -> list[str]:
-        return [*self.calibration.notes, *[c.summary() for _, c in sorted(self.choices.items())]]
+        chosen = [c.summary() for _, c in sorted(self.choices.items())]
+        chosen += [c.summary() for _, c in sorted(self.weight_choices.items())]
+        if self.requested_recipe.reduce_range is None:
+            chosen.append(f"this CPU: {detect().describe()}")
+        return [*self.calibration.notes, *chosen]
 
     # -- per scheme -------------------------------------------------------------------------
     def uniform(self, precision: Any) -> Scheme:
@@ -250,7 +263,11 @@ class Workload:
 
     def emit(self, scheme: Scheme, check: bool = False) -> Emitted:
         """The QDQ model of `scheme` (lowered as the target runs it), `auto` ranges chosen first."""
-        recipe = self.resolve_recipe({p.a_bits for p in scheme.layers.values() if p.quantizes_activations and p.a_bits})
+        layers = scheme.layers.values()
+        recipe = self.resolve_recipe(
+            {p.a_bits for p in layers if p.quantizes_activations and p.a_bits},
+            {p.w_bits for p in layers if p.form == "qdq" and p.w_bits},
+        )
         int8_kernels = self.target.int8_kernels if self.target is not None else False
         return emit(self.prepared, scheme, self.calibration, recipe, int8_kernels, check)
 

@@ -139,7 +139,8 @@ def _search(
     # 3. sensitivity (PTQ jobs; the same context carries the QAT jobs later)
     config = QatConfig(epochs=options.qat_epochs, lr=options.lr, seed=options.seed)
     widths = {8} | {p.a_bits for p in searched if p.quantizes_activations and p.a_bits}
-    context = context_from(workload, config, widths)
+    weight_widths = {p.w_bits for p in searched if p.form == "qdq" and p.w_bits}
+    context = context_from(workload, config, widths, weight_widths)
     samples = min(options.sensitivity_samples, len(workload.splits.validation))
     jobs = 1 + len(names) * sum(1 for p in searched if p.label != "w8a8")
     with say.count(jobs, f"PTQ sensitivity ({samples} validation samples)") as advance:
