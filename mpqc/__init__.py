@@ -39,6 +39,7 @@ _LAZY = {
     "QuantizeResult": "mpqc.api",
     "ProfileReport": "mpqc.profile",
     "QatConfig": "mpqc.training.config",
+    "Recipe": "mpqc.recipe",
     "analyze": "mpqc.api",
     "prepare": "mpqc.api",
     "quantize": "mpqc.api",
@@ -74,6 +75,7 @@ __all__ = [
     "QuantizeResult",
     "ProfileReport",
     "QatConfig",
+    "Recipe",
     "analyze",
     "prepare",
     "quantize",
@@ -109,6 +111,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from mpqc.precision import Precision
     from mpqc.profile import ProfileReport
     from mpqc.quality import Evaluation, QualityMeasure
+    from mpqc.recipe import Recipe
     from mpqc.scheme import Scheme
     from mpqc.training.config import QatConfig
     from mpqc.workload import Workload

@@ -210,6 +210,9 @@ class QatRunResult:
     training: str = ""
     #: the trained model did not beat PTQ on validation, so the PTQ model was kept
     kept_ptq: bool = False
+    #: PTQ and the returned model on the validation split (the one QAT chose on)
+    ptq_validation: Evaluation | None = None
+    qat_validation: Evaluation | None = None
 
     @property
     def necessity(self) -> float:
@@ -229,6 +232,10 @@ class QatRunResult:
             "data": self.data,
             "training": self.training,
             "kept_ptq": self.kept_ptq,
+            "validation": {
+                "ptq": None if self.ptq_validation is None else self.ptq_validation.to_json(),
+                "qat": None if self.qat_validation is None else self.qat_validation.to_json(),
+            },
         }
 
 
@@ -271,9 +278,10 @@ def qat(
         Validation(work.splits.validation, work.reference("validation"), measure),
     )
     payload = serialize(outcome.model)
-    kept = work.evaluate(payload, "validation").quality < work.evaluate(ptq_payload, "validation").quality
+    ptq_validation, qat_validation = work.evaluate(ptq_payload, "validation"), work.evaluate(payload, "validation")
+    kept = qat_validation.quality < ptq_validation.quality
     if kept:  # never end below the PTQ start on validation
-        payload = ptq_payload
+        payload, qat_validation = ptq_payload, ptq_validation
     result = QatRunResult(
         onnx.load_from_string(payload),
         bound,
@@ -286,6 +294,8 @@ def qat(
         data=work.splits.describe(),
         training=outcome.summary() + ("; ONNX Runtime found the PTQ model better on validation: kept" if kept else ""),
         kept_ptq=kept,
+        ptq_validation=ptq_validation,
+        qat_validation=qat_validation,
     )
     if output is not None:
         result.output = atomic_write_bytes(output, payload)

@@ -8,7 +8,8 @@ Measures (all fractions, higher is better; "points" are hundredths):
   classifier output (per sample shape ``(C,)``). For outputs with more axes (sequences,
   CTC logits) the argmax is over the last axis and every position counts.
 - ``cosine``: the mean over samples of the cosine similarity between the quantized and the
-  float outputs (each sample's output flattened), averaged over the model's outputs. The
+  float outputs (each sample's output flattened), averaged over the model's outputs; an
+  output of one value per sample is compared as one vector over the samples. The
   label-free measure for detectors, embeddings and several outputs.
 
 `choose_measure` picks ``top1`` when there are labels, ``agreement`` when the model's only
@@ -92,10 +93,14 @@ class QualityMeasure:
 
 
 def mean_cosine(outputs: Outputs, reference: Outputs) -> float:
+    """Per-sample cosine averaged over samples, then over outputs. An output of one value per
+    sample (a score, a probability) is compared as one vector over the samples instead: the
+    cosine of two scalars is only their sign agreement."""
     values = []
     for out, ref in zip(outputs, reference):
-        a = out.reshape(len(out), -1).astype(np.float64)
-        b = ref.reshape(len(ref), -1).astype(np.float64)
+        rows = len(out) if out.size > len(out) else 1
+        a = out.reshape(rows, -1).astype(np.float64)
+        b = ref.reshape(rows, -1).astype(np.float64)
         norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
         same = np.all(a == b, axis=1)
         cos = np.where(norms > 0, np.sum(a * b, axis=1) / np.maximum(norms, 1e-300), 0.0)

@@ -59,3 +59,12 @@ def test_cosine_of_identical_outputs_is_one_even_for_zeros():
     assert mean_cosine(zeros, zeros) == 1.0
     ev = evaluate_outputs(LOGITS, LOGITS, None, choose_measure(None, LOGITS, None, "d"), "test")
     assert ev.quality == 1.0 and ev.agreement == 1.0 and ev.sqnr_db == float("inf")
+
+
+def test_one_value_per_sample_is_compared_over_the_samples():
+    """Per sample, two positive scalars always have cosine 1: a VAD probability that halves
+    must count."""
+    ref = [np.array([[0.9], [0.8], [0.1], [0.7]], np.float32)]
+    halved = [np.array([[0.9], [0.4], [0.6], [0.7]], np.float32)]
+    assert mean_cosine(ref, ref) == 1.0
+    assert mean_cosine(halved, ref) < 0.9
