@@ -31,7 +31,7 @@ class FakeQuant(nn.Module):
         self.register_buffer("zero_point", zero_point.detach().clone().float())
         self.qmin, self.qmax, self.axis = qmin, qmax, axis
 
-    def _shaped(self, t: torch.Tensor, ndim: int) -> torch.Tensor:
+    def shaped(self, t: torch.Tensor, ndim: int) -> torch.Tensor:
         if self.axis is None or t.ndim == 0:
             return t
         shape = [1] * ndim
@@ -40,13 +40,13 @@ class FakeQuant(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = 1.0 / math.sqrt(max(x.numel() // max(self.scale.numel(), 1), 1) * max(self.qmax, 1))
-        scale = self._shaped(_grad_scale(self.scale.abs().clamp_min(1e-9), g), x.ndim)
-        zp = self._shaped(self.zero_point, x.ndim)
+        scale = self.shaped(_grad_scale(self.scale.abs().clamp_min(1e-9), g), x.ndim)
+        zp = self.shaped(self.zero_point, x.ndim)
         q = torch.clamp(_round_ste(x / scale) + zp, self.qmin, self.qmax)
         return (q - zp) * scale
 
     def integers(self, x: torch.Tensor) -> torch.Tensor:
         """The stored integers for `x` (weights at write-back)."""
-        scale = self._shaped(self.scale.detach().abs().clamp_min(1e-9), x.ndim)
-        zp = self._shaped(self.zero_point, x.ndim)
+        scale = self.shaped(self.scale.detach().abs().clamp_min(1e-9), x.ndim)
+        zp = self.shaped(self.zero_point, x.ndim)
         return torch.clamp(torch.round(x.detach() / scale) + zp, self.qmin, self.qmax)

@@ -51,3 +51,39 @@ def test_scheme_mismatch(default_model):
     for bad in ({"epochs": -1}, {"lr": float("nan")}, {"batch_size": 0}, {"loss": "magic"}):
         with pytest.raises(OptionError):
             QatConfig(**bad)
+
+
+@pytest.mark.parametrize("minimum,frozen", [(256, True), (0, False)])
+def test_few_samples_train_scales_not_the_weights(default_model, minimum, frozen):
+    """48 kit samples: weight steps flipped enough levels to wreck a pretrained model; with
+    fewer training samples than `weights_min_samples` the float weights stay as they are and
+    only scales (so the levels they round to) and float parameters move."""
+    import onnx_ir as ir
+    import torch
+
+    from mpqc.emit import emit
+    from mpqc.scheme import Scheme
+    from mpqc.training.graph import TrainableGraph
+    from mpqc.training.train import train_scheme
+    from mpqc.workload import Workload
+
+    work = Workload.build(default_model)
+    scheme = Scheme.parse("w4a8", work.prepared.analysis.layer_names)
+    recipe = work.resolve_recipe((8,), (4,))
+    weights = {
+        name: value.const_value.numpy()
+        for name, value in work.prepared.model.graph.initializers.items()
+        if value.const_value is not None and value.const_value.dtype == ir.DataType.FLOAT
+    }
+    start = TrainableGraph(emit(work.prepared, scheme, work.calibration, recipe).model, weights)
+    train = work.splits.train.take(48)
+    config = QatConfig(epochs=2, batch_size=8, weights_min_samples=minimum)
+    teacher = [o[:48] for o in work.reference("train")]
+    outcome = train_scheme(work.prepared, scheme, work.calibration, recipe, train, work.float_runner(), config, teacher)
+    assert outcome.weights_frozen is frozen and outcome.steps == 12
+    trained = outcome.module
+    quantized = [key for key in trained.quantizers if key in trained.params]
+    assert quantized
+    same = all(torch.equal(trained.params[key], start.params[key]) for key in quantized)
+    assert same is frozen
+    assert not all(torch.equal(trained.quantizers[k].scale, start.quantizers[k].scale) for k in quantized)
