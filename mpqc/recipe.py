@@ -16,7 +16,7 @@ __all__ = ["Recipe", "ACTIVATION_METHODS", "CALIBRATION_METHODS", "WEIGHT_METHOD
 ACTIVATION_METHODS = ("minmax", "percentile", "mse")
 #: what a user may ask for: one method for every tensor, or `auto` (chosen per tensor)
 CALIBRATION_METHODS = ("auto", *ACTIVATION_METHODS)
-#: `auto`: min-max at 8 bits, MSE-optimal per channel below
+#: `auto`: min-max at 8 bits; below, min-max or MSE by output fidelity (`mpqc.autocalib`)
 WEIGHT_METHODS = ("auto", "minmax", "mse")
 #: the tensor name under which `Recipe.chosen` keeps the weight method chosen per weight width
 WEIGHTS_KEY = "*weights"
