@@ -120,7 +120,7 @@ def train_scheme(
     try:
         frozen = len(train) < config.weights_min_samples
         optimizer = torch.optim.Adam(_groups(module, replace(config, weight_lr_factor=0.0) if frozen else config))
-        per_channel = _channel_steps(module)
+        per_channel = _channel_steps(module, weights=not frozen)
         inputs = {name: torch.from_numpy(np.asarray(train.inputs[name])) for name in module.input_names}
         labels = torch.from_numpy(np.asarray(train.labels)).long() if loss_kind == "labels" else None
         targets = [torch.from_numpy(np.asarray(t, np.float32)) for t in teacher]
@@ -192,7 +192,7 @@ def train_scheme(
     return outcome
 
 
-def _channel_steps(module: TrainableGraph) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+def _channel_steps(module: TrainableGraph, weights: bool = True) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
     """Per-channel quantized weights and their scales, each with its channels' step over the
     tensor's mean step. Adam moves every element of a tensor by about the group's learning
     rate, set from the mean step: channels whose step is far below the mean (depthwise
@@ -206,7 +206,7 @@ def _channel_steps(module: TrainableGraph) -> list[tuple[torch.nn.Parameter, tor
         step = quantizer.scale.detach().abs()
         ratio = step / step.mean().clamp_min(1e-12)
         found.append((quantizer.scale, ratio))  # the scales themselves, likewise
-        if key in module.params:
+        if weights and key in module.params:  # frozen weights never move: nothing to rescale
             found.append((module.params[key], quantizer.shaped(ratio, module.params[key].ndim)))
     return found
 
