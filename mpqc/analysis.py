@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Layer", "Analysis", "QUANTIZABLE_OPS", "SHARED_SCALE_OPS", "INTEGER_OPS"]
+__all__ = ["Layer", "Analysis", "QUANTIZABLE_OPS", "SHARED_SCALE_OPS", "INTEGER_OPS", "MATMUL_FORM_OPS", "takes_form"]
 
 #: Ops with a constant weight that get per-layer weight and activation bits.
 QUANTIZABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -16,6 +16,9 @@ SHARED_SCALE_OPS = ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Un
 #: Ops with an integer kernel in ONNX Runtime (QLinearAdd, QLinearConcat, ...): in an int8
 #: region their output gets a quantizer of its own.
 INTEGER_OPS = ("Add", "Concat", "GlobalAveragePool", "AveragePool")
+#: Ops the dynamic and nbits forms apply to: a MatMul (or a Gemm lowered to one) with a 2-D
+#: constant weight, the pattern ONNX Runtime fuses into DynamicQuantizeMatMul / MatMulNBits.
+MATMUL_FORM_OPS = ("MatMul", "Gemm")
 #: Ops the analysis understands and deliberately leaves in float.
 FLOAT_OPS = frozenset(
     """Relu LeakyRelu PRelu Sigmoid Tanh Clip HardSigmoid HardSwish Gelu Elu Selu Softplus Softmax LogSoftmax
@@ -58,6 +61,15 @@ class Layer:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def takes_form(layer: Layer, form: str) -> bool:
+    """Whether a precision of `form` can be emitted for `layer`: the static QDQ form for every
+    layer; the dynamic and nbits forms for MatMul/Gemm layers with a 2-D weight only (there
+    is no fast ONNX Runtime kernel for them on convolutions)."""
+    if form == "qdq":
+        return True
+    return layer.op_type in MATMUL_FORM_OPS and len(layer.weight_shape) == 2
 
 
 @dataclass(frozen=True)

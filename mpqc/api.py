@@ -17,7 +17,7 @@ import onnx
 
 from mpqc.analysis import Analysis
 from mpqc.compiler import CompileOptions, CompileResult, compile_workload
-from mpqc.compiler.options import DEFAULT_BUDGET, DEFAULT_TARGET
+from mpqc.compiler.options import DEFAULT_BUDGET, DEFAULT_TARGET, MAX_DROP_BUDGET
 from mpqc.errors import DataError
 from mpqc.frontend import ModelLike, Prepared, prepare
 from mpqc.modelio import atomic_write_bytes, check_output
@@ -121,14 +121,14 @@ def quantize(
         calib_samples=calib_samples,
     )
     analysis = work.prepared.analysis
-    bound = Scheme.parse(scheme, analysis.layer_names)
+    bound, fitted = Scheme.parse(scheme, analysis.layer_names).fitted_to(analysis)
     if evaluate:
         _ = work.quality  # labels and metric checked before the calibration pass
     emitted = work.emit(bound, check=True)
     payload = emitted.payload()
     seconds = time.perf_counter() - start
     float_bytes = sum(layer.params for layer in analysis.layers) * 4
-    notes = [*work.splits.notes, *work.calibration_notes(), *emitted.notes, *analysis.notes]
+    notes = [*fitted, *work.splits.notes, *work.calibration_notes(), *emitted.notes, *analysis.notes]
     result = QuantizeResult(
         emitted.proto(),
         bound,
@@ -261,7 +261,7 @@ def qat(
     config = config or QatConfig()
     start = time.perf_counter()
     work = Workload.build(_default(model), data, val_data=val_data, test_data=test_data, metric=metric)
-    bound = Scheme.parse(scheme, work.prepared.analysis.layer_names)
+    bound, _ = Scheme.parse(scheme, work.prepared.analysis.layer_names).fitted_to(work.prepared.analysis)
     loss = resolve_loss(config, work.splits.train.labels is not None)
     measure = work.quality
     ptq_payload = work.emit(bound).payload()
@@ -304,7 +304,7 @@ def qat(
 
 def compile(  # noqa: A001 (the main job is called compile)
     model: ModelLike | Prepared | None = None,
-    budget: str = DEFAULT_BUDGET,
+    budget: str | None = None,
     target: str | Target = DEFAULT_TARGET,
     data: DataSpec = None,
     output: str | os.PathLike[str] = "mpqc_out",
@@ -320,8 +320,12 @@ def compile(  # noqa: A001 (the main job is called compile)
     calib_samples: int | None = None,
 ) -> CompileResult:
     """The best scheme for `model` under `budget` on `target`, with QAT where the policy
-    spends it; everything is written to the run folder `output`."""
+    spends it; everything is written to the run folder `output`. With `options.max_drop`,
+    the cheapest scheme (in the budget's first metric) within that much quality of float;
+    the budget then defaults to `latency=1xfloat`, else to `latency=0.5x`."""
     options = options or CompileOptions()
+    if budget is None:
+        budget = MAX_DROP_BUDGET if options.max_drop is not None else DEFAULT_BUDGET
     work = Workload.build(
         _default(model),
         data,

@@ -1,5 +1,5 @@
-"""ONNX Runtime's own static quantization, the baseline every mpqc PTQ claim is measured
-against (benchmarks, the real-model tests).
+"""ONNX Runtime's own quantization recipes, the baselines every mpqc claim is measured
+against (benchmarks, the real-model tests): static QDQ, dynamic int8 and MatMulNBits.
 
 `ort_quantize_static` runs `onnxruntime.quantization.quantize_static` the way its
 documentation recommends: the model pre-processed by ORT's `quant_pre_process` (shape
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-__all__ = ["ort_quantize_static"]
+__all__ = ["ort_quantize_static", "ort_quantize_dynamic", "ort_matmul_nbits"]
 
 #: weight bits -> ORT QuantType name
 _WEIGHT_TYPES = {8: "QInt8", 4: "QInt4"}
@@ -81,4 +81,41 @@ def ort_quantize_static(
             weight_type=getattr(QuantType, _WEIGHT_TYPES[weight_bits]),
             calibrate_method=getattr(CalibrationMethod, method),
         )
+    return Path(output)
+
+
+def ort_quantize_dynamic(model: str | Path, output: str | Path) -> Path:
+    """ORT's `quantize_dynamic` as documented: int8 weights (QInt8), activations quantized at
+    run time (MatMulInteger/ConvInteger, fused on load), after `quant_pre_process`."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
+        quantize_dynamic(str(prepared), str(output), weight_type=QuantType.QInt8)
+    return Path(output)
+
+
+def ort_matmul_nbits(
+    model: str | Path, output: str | Path, *, bits: int = 4, block: int = 32, accuracy_level: int = 4
+) -> Path:
+    """ORT's `MatMulNBitsQuantizer` (weight-only, symmetric blocks along K, the
+    `com.microsoft` MatMulNBits operator) on every MatMul with a constant weight."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+    from onnxruntime.quantization.quant_utils import QuantFormat
+
+    config = DefaultWeightOnlyQuantConfig(
+        block_size=block,
+        is_symmetric=True,
+        accuracy_level=accuracy_level,
+        quant_format=QuantFormat.QOperator,
+        bits=bits,
+    )
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(model)), algo_config=config)
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(output), use_external_data_format=False)
     return Path(output)

@@ -335,6 +335,8 @@ def _cmd_compile(args: argparse.Namespace) -> None:
     output = args.resume or args.output or "mpqc_out"
     if not (args.qat_tolerance == args.qat_tolerance) or abs(args.qat_tolerance) == float("inf"):
         raise OptionError(f"--qat-tolerance must be a finite number of points, got {args.qat_tolerance}")
+    if args.max_drop is not None and not 0 <= args.max_drop <= 100:
+        raise OptionError(f"--max-drop must be between 0 and 100 points, got {args.max_drop}")
     options = CompileOptions(
         qat_tolerance=args.qat_tolerance / 100,
         max_qat_runs=args.max_qat_runs,
@@ -345,6 +347,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
         qat_policy=args.qat_policy,
         top_k=args.top_k,
         sensitivity_samples=args.sensitivity_samples,
+        max_drop=None if args.max_drop is None else args.max_drop / 100,
         progress=not args.json,
         use_cache=not args.no_cache,
     )
@@ -543,9 +546,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--budget",
-        default="latency=0.5x",
+        default=None,
         help="latency=2.5ms, size=40KB, memory=256KB, bops=1.2G, or relative: latency=0.6x (of uniform "
-        "int8), latency=0.5xfloat; several joined by commas",
+        "int8), latency=0.5xfloat; several joined by commas (default latency=0.5x; with --max-drop latency=1xfloat)",
+    )
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=None,
+        metavar="POINTS",
+        help="quality-constrained: the cheapest scheme (in the budget's first metric) whose validation quality "
+        "is within POINTS of float",
     )
     p.add_argument("--target", default="bitserial", help="ort-cpu, bitserial, mcu, or a target .toml")
     p.add_argument("-o", "--output", default=None, help="run folder (default: mpqc_out)")

@@ -105,9 +105,11 @@ def pareto_png(
     xlabel: str,
     ylabel: str,
     title: str,
+    floor: float | None = None,
 ) -> bytes:
     """Candidates (one series per recovery), the Pareto front over all of them, the budget
-    as a vertical line, the winner ringed."""
+    as a vertical line, the quality floor of a max-drop run as a horizontal one, the winner
+    ringed."""
     plt, fig = _figure(6.0, 4.2)
     ax = fig.add_subplot(1, 1, 1)
     markers = {"PTQ": "o", "QAT": "^"}
@@ -125,6 +127,8 @@ def pareto_png(
         )
     if budget is not None:
         ax.axvline(budget, color="tab:red", linestyle="--", linewidth=1, label="budget")
+    if floor is not None:
+        ax.axhline(floor, color="tab:green", linestyle=":", linewidth=1, label="float - max drop")
     ax.scatter([winner[0]], [winner[1]], s=160, facecolors="none", edgecolors="black", linewidths=1.5, label="winner")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -15,6 +15,8 @@ __all__ = [
     "activation_qparams",
     "weight_qparams",
     "weight_range",
+    "block_weight_qparams",
+    "block_expand",
     "quantize",
     "dequantize",
     "fake_quantize",
@@ -125,6 +127,60 @@ def weight_qparams(
     if axis is None:
         scale, zp = scale.reshape(()), zp.reshape(())
     return QParams(scale, zp, bits, True, axis, qrange)
+
+
+def block_weight_qparams(
+    weight: np.ndarray, bits: int, block: int, symmetric: bool = True, method: str = "minmax"
+) -> QParams:
+    """Block-wise weights of a MatMul weight [K, N]: one scale per `block` consecutive values
+    of the reduction axis K in each column (ONNX blocked quantization, axis 0; the layout
+    ONNX Runtime fuses into MatMulNBits). The scale has shape [ceil(K / block), N]; `axis`
+    is 0 and the block size is `block` (see `block_expand`)."""
+    w = np.asarray(weight, dtype=np.float32)
+    if w.ndim != 2:
+        raise ValueError(f"block quantization needs a 2-D weight, got shape {w.shape}")
+    k, n = w.shape
+    blocks = -(-k // block)
+    padded = np.zeros((blocks * block, n), np.float32)
+    padded[:k] = w
+    rows = padded.reshape(blocks, block, n).transpose(0, 2, 1).reshape(blocks * n, block)
+    if symmetric:
+        scale, zp = _signed_extreme_rows(rows, bits, method)
+        qrange = int_range(bits, True)
+    else:
+        flat = weight_qparams(rows, bits, 0, False, method)
+        scale, zp, qrange = flat.scale, flat.zero_point, (flat.qmin, flat.qmax)
+    return QParams(scale.reshape(blocks, n), zp.reshape(blocks, n), bits, True, 0, qrange)
+
+
+def _signed_extreme_rows(rows: np.ndarray, bits: int, method: str, grid: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-centred grids that use all 2^b levels: the value of largest magnitude maps to the
+    wider end (-2^(b-1)); when it is positive, a zero point of -1 mirrors the grid, so
+    q - zp spans [-(2^(b-1) - 1), 2^(b-1)]. One level more than a symmetric [-7, 7] grid,
+    as ONNX Runtime's own MatMulNBits quantizer does (with a negative scale there)."""
+    qmin, qmax = int_range(bits, True)
+    lo, hi = rows.min(axis=1), rows.max(axis=1)
+    negative = -lo >= hi
+    zp = np.where(negative, 0, -1).astype(np.int32)
+    absmax = np.maximum(-lo, hi).astype(np.float32)
+    best = (np.maximum(absmax / np.float32(-qmin), _EPS).astype(np.float32), zp)
+    if method == "mse":
+        best_err = _row_error(rows, best, (qmin, qmax))
+        for ratio in np.linspace(1.0, 0.2, grid, dtype=np.float32)[1:]:
+            cand = (np.maximum(absmax * ratio / np.float32(-qmin), _EPS).astype(np.float32), zp)
+            err = _row_error(rows, cand, (qmin, qmax))
+            better = err < best_err
+            if better.any():
+                best_err = np.where(better, err, best_err)
+                best = (np.where(better, cand[0], best[0]), zp)
+    elif method != "minmax":
+        raise ValueError(f"unknown weight method {method!r}")
+    return best
+
+
+def block_expand(values: np.ndarray, block: int, size: int) -> np.ndarray:
+    """Per-block values [ceil(K / block), N] repeated to one per weight row [K, N]."""
+    return np.repeat(np.asarray(values), block, axis=0)[:size]
 
 
 def _qparams_rows(

@@ -51,6 +51,9 @@ def plots(report: dict[str, Any]) -> dict[str, bytes]:
             f"{metric} ({m.display_unit}) on {report['target']['name']}",
             f"validation {measure} (%)",
             f"candidates that fit {report['budget']['text']}",
+            None
+            if report.get("max_drop_points") is None
+            else 100 * report["float"]["validation"] - report["max_drop_points"],
         )
     }
     layers = list(winner["scheme"])

@@ -17,8 +17,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from mpqc.analysis import Analysis, takes_form
 from mpqc.errors import SchemeError
-from mpqc.precision import W8A8, Precision
+from mpqc.precision import FLOAT, W8A8, Precision
 
 __all__ = ["Scheme", "SHORTHANDS"]
 
@@ -49,6 +50,26 @@ class Scheme:
     @classmethod
     def uniform(cls, layer_names: Iterable[str], precision: Precision) -> Scheme:
         return cls({name: precision for name in layer_names})
+
+    def fitted_to(self, analysis: Analysis) -> tuple[Scheme, list[str]]:
+        """This scheme with every layer whose op a form cannot take (dynamic or nbits on a
+        convolution) in float, as ONNX Runtime's own dynamic and n-bit recipes leave them;
+        and a note per form saying how many layers stayed in float."""
+        moved: Counter[str] = Counter()
+        kinds: dict[str, set[str]] = {}
+        layers = dict(self.layers)
+        for layer in analysis.layers:
+            precision = layers.get(layer.name)
+            if precision is not None and not takes_form(layer, precision.form):
+                layers[layer.name] = FLOAT
+                moved[precision.label] += 1
+                kinds.setdefault(precision.label, set()).add(layer.op_type)
+        notes = [
+            f"{label} applies to MatMul/Gemm layers only: {count} {'/'.join(sorted(kinds[label]))} layer(s) "
+            "stay in float"
+            for label, count in sorted(moved.items())
+        ]
+        return (Scheme(layers) if moved else self), notes
 
     def with_layer(self, layer: str, precision: Precision) -> Scheme:
         """This scheme with one layer changed."""

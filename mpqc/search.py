@@ -81,15 +81,17 @@ def pareto_candidates(
     limits: dict[str, float],
     objectives: Mapping[str, Sequence[Sequence[float]]],
     levels: int = 6,
+    span: float = 0.5,
 ) -> list[tuple[Scheme, str, float]]:
     """Distinct schemes: for each objective, the optimum at the budget and at `levels`
-    tighter fractions of it (down to the cheapest reachable). Returns (scheme, objective,
-    budget fraction), in a deterministic order."""
+    tighter fractions of it, evenly down to `span` of the way from the budget to the cheapest
+    reachable (1.0: all the way). Returns (scheme, objective, budget fraction), in a
+    deterministic order."""
     found: list[tuple[Scheme, str, float]] = []
     seen: set[Scheme] = set()
     for name, loss in objectives.items():
         for k in range(levels):
-            fraction = 1.0 - 0.5 * k / max(levels - 1, 1)
+            fraction = 1.0 - span * k / max(levels - 1, 1)
             scaled = {}
             for metric, bound in limits.items():
                 floor = cheapest(options, metric)

@@ -6,6 +6,12 @@ layers the pass builds the same int8 region as ONNX Runtime's `quantize_static`:
 outputs are quantized too (a following ReLU folds into the zero point), value-moving ops
 reuse their input's quantizer and Add/Concat/pooling get their own, so ONNX Runtime fuses
 the region into QLinearConv/QGemm/QLinearAdd kernels.
+
+Two more forms apply to MatMul/Gemm layers (a Gemm is first rewritten as MatMul + Add):
+``dynamic`` reads its input through DynamicQuantizeLinear -> DequantizeLinear and holds
+per-channel int8 weights (ONNX Runtime fuses the pattern into DynamicQuantizeMatMul);
+``nbits`` holds block-wise 4/8-bit weights behind a blocked DequantizeLinear (axis 0,
+`block_size`), which ONNX Runtime fuses into MatMulNBits. Both stay standard ONNX.
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ import onnx_ir as ir
 from mpqc.passes._common import const_array, input_at, name_of, opset_version
 from onnx_ir.passes.common import TopologicalSortPass
 
-from mpqc.analysis import INTEGER_OPS, SHARED_SCALE_OPS, Analysis, Layer
+from mpqc.analysis import INTEGER_OPS, SHARED_SCALE_OPS, Analysis, Layer, takes_form
 from mpqc.errors import MpqcError
 from mpqc.precision import Precision
-from mpqc.quant import QParams, activation_qparams, weight_qparams
+from mpqc.quant import QParams, activation_qparams, block_expand, block_weight_qparams, weight_qparams
 from mpqc.ranges import range_of
 from mpqc.recipe import Recipe
 from mpqc.scheme import Scheme
@@ -82,6 +88,18 @@ class InsertQDQPass(ir.passes.InPlacePass):
         self._ranges: dict[tuple[str, int], None] = {}
         layers = {layer.name: layer for layer in self.analysis.layers}
         nodes = {node.name: node for node in ir.traversal.RecursiveGraphIterator(graph)}
+        for name, layer in layers.items():
+            prec = self.scheme[name]
+            if prec.form == "qdq":
+                continue
+            if not takes_form(layer, prec.form):
+                raise MpqcError(
+                    f"layer {name}: {prec.label} applies to MatMul/Gemm layers with a 2-D weight, not {layer.op_type}"
+                )
+            if nodes[name].op_type == "Gemm":
+                nodes[name] = self._gemm_as_matmul(nodes[name])
+            if layer.input_shape is not None and len(layer.input_shape) == 2:
+                self._lift_to_3d(nodes[name])
         region = self._int8_region(graph, layers)
         for value, (params, _) in region.items():
             self._quantize_output(value, params)
@@ -90,6 +108,14 @@ class InsertQDQPass(ir.passes.InPlacePass):
         for name, layer in layers.items():
             prec, node = self.scheme[name], nodes[name]
             bits = prec.a_bits
+            if prec.form == "dynamic":
+                self._here = _owner(node)
+                current = input_at(node, 0)
+                key = (id(current), id(self._here), 0, False)
+                if key not in cache:
+                    cache[key] = self._dynamic_before(node, current, layer.activation)
+                node.replace_input_with(0, cache[key])
+                continue
             if not prec.quantizes_activations or bits is None:
                 continue
             stats = self.calibration.stats.get(layer.activation)
@@ -294,7 +320,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
         if prec.w_bits is None:
             return int(weight.size) * 4
         if prec.form != "qdq":
-            raise MpqcError(f"layer {layer.name}: the {prec.form} form ({prec.label}) is not emitted by this pass")
+            return self._matmul_weight(node, layer, prec, weight)
         axis = layer.channel_axis if prec.per_channel else None
         method = self.recipe.weight_method_for(prec.w_bits)
         params = weight_qparams(weight, prec.w_bits, axis, prec.w_symmetric, method, self.recipe.weights_reduced)
@@ -328,6 +354,127 @@ class InsertQDQPass(ir.passes.InPlacePass):
         if lowered and act is not None and layer.bias is not None and len(node.inputs) > 2:
             self._quantize_bias(node, layer, params, act)
         return (int(weight.size) * prec.w_bits + 7) // 8
+
+    def _matmul_weight(self, node: ir.Node, layer: Layer, prec: Precision, weight: np.ndarray) -> int:
+        """Weights of a dynamic or nbits layer (a MatMul by now: weight [K, N]): per output
+        channel (axis 1) for dynamic int8, per block of the K axis (axis 0) for nbits."""
+        assert prec.w_bits is not None
+        method = self.recipe.weight_method_for(prec.w_bits)
+        if prec.form == "nbits":
+            params = block_weight_qparams(weight, prec.w_bits, prec.block, prec.w_symmetric, method)
+            scale_b = block_expand(params.scale, prec.block, weight.shape[0])
+            zp_b = block_expand(params.zero_point, prec.block, weight.shape[0])
+            attrs: dict[str, int] = {"axis": 0, "block_size": prec.block}
+            extra_bytes = params.scale.size * 4
+        else:
+            params = weight_qparams(weight, 8, 1, True, method, self.recipe.weights_reduced)
+            scale_b, zp_b = params.scale.reshape(1, -1), params.zero_point.reshape(1, -1)
+            attrs, extra_bytes = {"axis": 1}, 0
+        storage = params.zero_point_array().dtype
+        q = np.clip(np.rint(weight / scale_b) + zp_b, params.qmin, params.qmax).astype(storage)
+        hint = f"{layer.name}_w{prec.w_bits}"
+        q_value = self._constant(f"{hint}_quantized", q)
+        scale = self._constant(f"{hint}_scale", params.scale)
+        zero = self._constant(f"{hint}_zero_point", params.zero_point_array())
+        dq_out = ir.Value(name=self._names.value(f"{hint}_dequantized"), shape=ir.Shape(weight.shape))
+        dq_out.dtype = ir.DataType.FLOAT
+        meta = {**_meta("weight", params, layer=layer.name), "mpqc.form": prec.form}
+        if prec.form == "nbits":
+            meta["mpqc.block"] = str(prec.block)
+        source = node.inputs[1]
+        meta["mpqc.source"] = layer.weight if source is not None and source.name == layer.weight else ""
+        dq = ir.node(
+            "DequantizeLinear",
+            [q_value, scale, zero],
+            attrs,
+            outputs=[dq_out],
+            name=self._names.node(f"{hint}_DQ"),
+            metadata_props=meta,
+        )
+        _owner(node).insert_before(node, [dq])
+        node.replace_input_with(1, dq_out)
+        return (int(weight.size) * prec.w_bits + 7) // 8 + int(extra_bytes)
+
+    def _dynamic_before(self, node: ir.Node, value: ir.Value, hint: str) -> ir.Value:
+        """DynamicQuantizeLinear -> DequantizeLinear: uint8 at each run's own range."""
+        names = [self._names.value(f"{hint}_dyn_{part}") for part in ("quantized", "scale", "zero_point")]
+        outs = [ir.Value(name=n) for n in names]
+        dq_out = ir.Value(name=self._names.value(f"{hint}_dyn_dequantized"), shape=value.shape)
+        dq_out.dtype = ir.DataType.FLOAT
+        meta = {"mpqc.role": "dynamic", "mpqc.bits": "8", "mpqc.tensor": value.name or ""}
+        quantize = ir.node(
+            "DynamicQuantizeLinear",
+            [value],
+            outputs=outs,
+            name=self._names.node(f"{hint}_dyn_Q"),
+            metadata_props=dict(meta),
+        )
+        dequantize = ir.node(
+            "DequantizeLinear",
+            outs,
+            outputs=[dq_out],
+            name=self._names.node(f"{hint}_dyn_DQ"),
+            metadata_props=dict(meta),
+        )
+        _owner(node).insert_before(node, [quantize, dequantize])
+        return dq_out
+
+    def _gemm_as_matmul(self, gemm: ir.Node) -> ir.Node:
+        """The Gemm as MatMul (+ Add for its bias), named as the layer: the form ONNX Runtime's
+        dynamic and n-bit fusions match. alpha and transB go into the weight, beta into the bias."""
+        attrs = gemm.attributes
+        weight = const_array(gemm.inputs[1])
+        assert weight is not None and gemm.inputs[0] is not None
+        if attrs.get_int("transB", 0):
+            weight = weight.T
+        weight = (weight * np.float32(attrs.get_float("alpha", 1.0))).astype(np.float32)
+        graph = _owner(gemm)
+        self._here = graph
+        w_value = self._constant(f"{gemm.name}_weight_kn", np.ascontiguousarray(weight))
+        out = gemm.outputs[0]
+        product = ir.Value(name=self._names.value(f"{out.name}_matmul"), shape=out.shape)
+        product.dtype = ir.DataType.FLOAT
+        matmul = ir.node("MatMul", [gemm.inputs[0], w_value], outputs=[product], name=gemm.name)
+        new_nodes, result = [matmul], product
+        bias = const_array(gemm.inputs[2]) if len(gemm.inputs) > 2 and gemm.inputs[2] is not None else None
+        if bias is not None:
+            b_value = self._constant(
+                f"{gemm.name}_bias", (bias * np.float32(attrs.get_float("beta", 1.0))).astype(np.float32)
+            )
+            result = ir.Value(name=self._names.value(f"{out.name}_biased"), shape=out.shape)
+            result.dtype = ir.DataType.FLOAT
+            new_nodes.append(
+                ir.node("Add", [product, b_value], outputs=[result], name=self._names.node(f"{gemm.name}_bias_add"))
+            )
+        ir.convenience.replace_nodes_and_values(graph, gemm, [gemm], new_nodes, [out], [result])
+        return matmul
+
+    def _lift_to_3d(self, node: ir.Node) -> None:
+        """Unsqueeze -> MatMul -> Squeeze for a dynamic or nbits layer with a 2-D input. ONNX
+        Runtime first fuses a 2-D MatMul and the Add of its bias into a Gemm, which its
+        dynamic and n-bit fusions do not match (the layer would run in float); a 3-D MatMul
+        is left alone and becomes DynamicQuantizeMatMul or MatMulNBits."""
+        graph = _owner(node)
+        self._here = graph
+        axes = self._constant(f"{node.name}_lift_axes", np.asarray([0], np.int64))
+        source, out = node.inputs[0], node.outputs[0]
+        assert source is not None
+        lifted = ir.Value(name=self._names.value(f"{source.name}_3d"))
+        lifted.dtype = ir.DataType.FLOAT
+        unsqueeze = ir.node("Unsqueeze", [source, axes], outputs=[lifted], name=self._names.node(f"{node.name}_lift"))
+        graph.insert_before(node, [unsqueeze])
+        node.replace_input_with(0, lifted)
+        flat = ir.Value(name=self._names.value(f"{out.name}_2d"), shape=out.shape)
+        flat.dtype = ir.DataType.FLOAT
+        squeeze = ir.node("Squeeze", [out, axes], outputs=[flat], name=self._names.node(f"{node.name}_drop"))
+        ir.convenience.replace_all_uses_with(out, flat, replace_graph_outputs=True)
+        squeeze.replace_input_with(0, out)
+        graph.insert_after(node, [squeeze])
+        if flat.is_graph_output():  # keep the model's output name
+            name = out.name
+            out.name = self._names.value(f"{name}_3d")
+            flat.name = name
+        out.shape = None
 
     def _guard(self, node: ir.Node, weight: ir.Value, hint: str) -> ir.Value:
         """A same-shape Reshape between the weight's DequantizeLinear and a layer that must not

@@ -2,7 +2,11 @@
 
 A scheme is lowered to what ONNX Runtime executes here: every layer with quantized weights
 and activations runs as an int8 kernel (QLinearConv/QGemm; sub-8-bit levels held in int8),
-weight-only layers dequantize their weights and run in float, float layers run in float.
+weight-only layers dequantize their weights and run in float (a MatMul's per-channel
+weights fuse into MatMulNBits), float layers run in float. MatMul/Gemm layers also run
+dynamic int8 (`w8a8d`: DynamicQuantizeMatMul, activation range taken per run) and
+block-wise 4-bit weights (`w4nb`: MatMulNBits, blocks of 32 along K, accuracy level 4 —
+ONNX Runtime's default for the fused form: activations go to int8 inside the kernel).
 ONNX Runtime's own graph optimizer then decides fusions, layouts and the Quantize/
 Dequantize nodes left at the borders of integer regions.
 
@@ -34,7 +38,7 @@ import onnx
 import onnxruntime as ort
 from mpqc.targets.base import CostInputs, CostModel, Measurement, Target
 
-from mpqc.analysis import QUANTIZABLE_OPS, Analysis, Layer
+from mpqc.analysis import QUANTIZABLE_OPS, Analysis, Layer, takes_form
 from mpqc.cache import Cache, content_key
 from mpqc.cpu import detect
 from mpqc.emit import emit
@@ -50,10 +54,10 @@ _TOKEN = re.compile(r"(_token_\d+)+$")
 _ACT_QDQ = re.compile(r"^(?P<tensor>.+?)(_container)?(_a(?P<bits>\d))?_(Q|DQ)$")
 #: the precisions ort-cpu runs; every layer with quantized activations is an int8 kernel
 #: there, so sub-8-bit activations and weights with activations buy neither speed nor size
-_SPACE = (W8A8, Precision(8, None), Precision(4, None), FLOAT)
+_SPACE = (W8A8, Precision.parse("w8a8d"), Precision.parse("w4nb"), Precision(8, None), Precision(4, None), FLOAT)
 #: variants beside the uniform ones: borders between int8 and float layers
 _ALTERNATES = ("alternate-int8", "alternate-float")
-_CACHE_VERSION = 6
+_CACHE_VERSION = 7
 
 
 def _cpu_model() -> str:
@@ -83,7 +87,12 @@ class OrtCpuTarget(Target):
         return _SPACE
 
     def runs(self, layer: Layer, precision: Precision) -> bool:
-        return layer.op_type in QUANTIZABLE_OPS and super().runs(layer, precision)
+        return (
+            layer.op_type in QUANTIZABLE_OPS
+            and takes_form(layer, precision.form)
+            and not (layer.scope and precision.form != "qdq")
+            and super().runs(layer, precision)
+        )
 
     def info(self) -> dict[str, Any]:
         return {
@@ -167,7 +176,7 @@ class OrtCpuTarget(Target):
                 "cpu": _cpu_model(),
                 "isa": detect().to_json(),
                 "feed": {k: list(v.shape) for k, v in sorted(feed.items())},
-                "variants": _variant_labels(),
+                "variants": _variant_labels(prepared.analysis, self),
             }
         )
         cache = Cache("ort-cpu", _CACHE_VERSION, enabled=inputs.use_cache)
@@ -177,7 +186,7 @@ class OrtCpuTarget(Target):
             return cached
         model = OrtCpuCostModel(self, prepared)
         model.use_feed(feed)
-        labels = _variant_labels()
+        labels = _variant_labels(prepared.analysis, self)
         payloads = model.variant_payloads()
         profiles = {}
         start = time.perf_counter()
@@ -194,14 +203,19 @@ class OrtCpuTarget(Target):
         return model
 
 
-def _variant_labels() -> list[str]:
-    return [p.label for p in _SPACE] + list(_ALTERNATES)
+def _variant_labels(analysis: Analysis, target: OrtCpuTarget) -> list[str]:
+    """The uniform variant of every precision some layer runs (a form no layer takes would
+    only repeat the float variant), and the alternating ones."""
+    used = [p.label for p in _SPACE if any(target.runs(layer, p) for layer in analysis.layers)]
+    return used + list(_ALTERNATES)
 
 
-def _variant(analysis: Analysis, label: str) -> Scheme:
-    names = analysis.layer_names
+def _variant(analysis: Analysis, label: str, target: OrtCpuTarget) -> Scheme:
+    """A precision on every layer that runs it (float elsewhere), or an alternating scheme."""
     if label not in _ALTERNATES:
-        return Scheme.uniform(names, Precision.parse(label))
+        precision = Precision.parse(label)
+        return Scheme({x.name: precision if target.runs(x, precision) else FLOAT for x in analysis.layers})
+    names = analysis.layer_names
     first, second = (W8A8, FLOAT) if label == "alternate-int8" else (FLOAT, W8A8)
     return Scheme({name: (first if i % 2 == 0 else second) for i, name in enumerate(names)})
 
@@ -236,7 +250,8 @@ class OrtCpuCostModel(CostModel):
         return emit(self.prepared, scheme, calibration, int8_kernels=True).payload()
 
     def variant_payloads(self) -> list[bytes]:
-        return [self.lower(_variant(self.analysis, label)) for label in _variant_labels()]
+        labels = _variant_labels(self.analysis, self.target)
+        return [self.lower(_variant(self.analysis, label, self.target)) for label in labels]
 
     def set_profiles(self, profiles: dict[str, dict[tuple[str, str], float]], walls: dict[str, float]) -> None:
         self.profiles = {
@@ -311,7 +326,7 @@ class OrtCpuCostModel(CostModel):
     @classmethod
     def from_json(cls, target: OrtCpuTarget, prepared: Prepared, data: Any, cached: bool) -> OrtCpuCostModel:
         """Raises on anything but a complete table for the current variants."""
-        labels = _variant_labels()
+        labels = _variant_labels(prepared.analysis, target)
         if set(data["walls"]) != set(labels) or set(data["profiles"]) != set(labels):
             raise ValueError("variants differ")
         for value in list(data["walls"].values()) + list(data["spreads"].values()):
@@ -358,4 +373,6 @@ class _Attribution:
         match = _ACT_QDQ.match(base)
         if match and op in ("QuantizeLinear", "DequantizeLinear") and match.group("bits"):
             return self.by_tensor.get(match.group("tensor"))
+        if op == "DynamicQuantizeLinear" and base.endswith("_dyn_Q"):  # shared by the layers reading it
+            return self.by_tensor.get(base[: -len("_dyn_Q")])
         return None

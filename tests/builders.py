@@ -206,3 +206,22 @@ def external_outside() -> bytes:
 def external_missing() -> bytes:
     """Weights said to lie in a file that is not there."""
     return _external("weights.bin")
+
+
+def linear_stack(d: int = 64, hidden: int = 128, out: int = 32) -> onnx.ModelProto:
+    """x [batch, d] -> Gemm (transB, alpha 0.5, beta 2) -> Relu -> MatMul -> y: the linear
+    layers the dynamic and n-bit forms apply to, wide enough for ONNX Runtime's fusions."""
+    r = rng(5)
+    nodes = [
+        h.make_node("Gemm", ["x", "w1", "b1"], ["g"], transB=1, alpha=0.5, beta=2.0, name="fc1"),
+        h.make_node("Relu", ["g"], ["r"], name="relu"),
+        h.make_node("MatMul", ["r", "w2"], ["y"], name="fc2"),
+    ]
+    inits = [
+        init("w1", r.randn(hidden, d).astype(np.float32) * 0.2),
+        init("b1", r.randn(hidden).astype(np.float32) * 0.1),
+        init("w2", r.randn(hidden, out).astype(np.float32) * 0.1),
+    ]
+    x = h.make_tensor_value_info("x", T.FLOAT, ["batch", d])
+    y = h.make_tensor_value_info("y", T.FLOAT, ["batch", out])
+    return model(nodes, [x], [y], inits, opset=21)

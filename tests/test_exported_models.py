@@ -25,45 +25,13 @@ def _loads_and_runs(path, feed: dict[str, np.ndarray]) -> None:
 def bert(tmp_path_factory):
     """A 2-layer BERT exported by torch's dynamo exporter (opset 18, dynamic batch and
     sequence), and token data with padded sequences."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers", reason="the transformers test extra is not installed")
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers", reason="the transformers test extra is not installed")
     pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs the onnxscript test extra")
-    root = tmp_path_factory.mktemp("bert")
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=1000,
-        hidden_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=256,
-        max_position_embeddings=64,
-    )
-    model = transformers.BertModel(config).eval()
-    ids = torch.randint(0, 1000, (2, 16))
-    mask = torch.ones(2, 16, dtype=torch.int64)
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=64)
-    path = root / "bert.onnx"
-    torch.onnx.export(
-        model,
-        (ids, mask),
-        str(path),
-        input_names=["input_ids", "attention_mask"],
-        output_names=["last_hidden_state", "pooler_output"],
-        dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}),
-        opset_version=18,
-        dynamo=True,
-    )
-    rng = np.random.default_rng(0)
-    files = {}
-    for split, count in (("data", 48), ("test", 16)):
-        lengths = rng.integers(4, 17, count)
-        data = {
-            "input_ids": rng.integers(0, 1000, (count, 16)).astype(np.int64),
-            "attention_mask": (np.arange(16)[None, :] < lengths[:, None]).astype(np.int64),
-        }
-        files[split] = root / f"{split}.npz"
-        np.savez(files[split], **data)
-    return path, files
+    from mpqc.models.hf_encoder import TINY, export_bert
+
+    path, calib, test = export_bert(tmp_path_factory.mktemp("bert"), TINY)
+    return path, {"data": calib, "test": test}
 
 
 def test_bert_encoder_quantizes_and_keeps_its_output(bert, tmp_path):
@@ -89,6 +57,50 @@ def test_bert_trains_at_w4a8_without_labels(bert):
     result = mpqc.qat(path, "w4a8", files["data"], test_data=files["test"], config=mpqc.QatConfig(epochs=1))
     assert result.loss == "distill"
     assert result.qat_eval.quality >= result.ptq_eval.quality or result.kept_ptq
+
+
+def _optimized_ops(path, tmp_path) -> list[str]:
+    import onnx
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node]
+
+
+@pytest.mark.parametrize(
+    "scheme,kernel,floor", [("w8a8d", "DynamicQuantizeMatMul", 0.995), ("w4nb", "MatMulNBits", 0.98)]
+)
+def test_bert_projections_run_as_onnx_runtimes_fused_kernels(bert, tmp_path, scheme, kernel, floor):
+    """Every projection (the pooler's Gemm too) becomes the kernel ORT's own recipe builds."""
+    path, files = bert
+    result = mpqc.quantize(path, scheme, files["data"], test_data=files["test"], output=tmp_path / "q.onnx")
+    assert result.quant_eval.quality >= floor, result.quant_eval
+    ops = _optimized_ops(tmp_path / "q.onnx", tmp_path)
+    fused = ops.count(kernel) + (ops.count("MatMulIntegerToFloat") if scheme == "w8a8d" else 0)
+    assert fused == len(result.analysis.layers), ops
+
+
+def test_bert_compiles_on_ort_cpu_within_one_point(bert, tmp_path):
+    """Quality-constrained compile on a real transformer graph, with the linear-layer forms."""
+    path, files = bert
+    options = mpqc.CompileOptions(max_drop=0.01, qat_policy="never", levels=3, sensitivity_samples=8, progress=False)
+    result = mpqc.compile(
+        path,
+        target="ort-cpu",
+        data=files["data"],
+        test_data=files["test"],
+        output=tmp_path / "run",
+        options=options,
+        space="w8a8,w8a8d,w4nb,float",
+    )
+    report = result.report
+    assert result.winner.quality >= report["float"]["validation"] - 0.01
+    assert report["pareto"] and result.winner.measured_latency_s is not None
+    floor = report["float"]["validation"] - 0.01
+    inside = sorted((c for c in result.candidates if c.fits and c.quality >= floor), key=lambda c: c.cost.latency_s)
+    assert result.winner in inside[:5]  # the fastest measured of the five cheapest predicted
 
 
 @pytest.fixture(scope="module")

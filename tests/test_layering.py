@@ -75,6 +75,7 @@ LAYERS = [
             "mpqc.necessity_run",
             "mpqc.models.train",
             "mpqc.models.zoo",
+            "mpqc.models.hf_encoder",
         ],
     ),
     ("compiler", ["mpqc.compiler"]),

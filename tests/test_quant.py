@@ -156,3 +156,25 @@ def test_qdq_weights_are_stored_at_their_width():
         )
         weights = [v for v in model.graph.initializers.values() if v.name.endswith("_quantized") and "_w" in v.name]
         assert [v.const_value.dtype for v in weights] == [dtype]
+
+
+def test_block_weights_match_onnx_runtime_matmulnbits_quantizer():
+    """Same levels as ONNX Runtime's own 4-bit block quantizer (largest magnitude on the -8
+    end), so mpqc's w4nb is exactly as faithful as `MatMulNBitsQuantizer` per layer."""
+    from onnxruntime.capi._pybind_state import quantize_matmul_4bits
+
+    from mpqc.quant import block_expand, block_weight_qparams
+
+    k, n, block = 96, 40, 32
+    w = np.random.RandomState(7).randn(k, n).astype(np.float32)
+    packed = np.zeros((n, k // block, block // 2), np.uint8)
+    scales = np.zeros((n, k // block), np.float32)
+    zeros = np.zeros((n, (k // block + 1) // 2), np.uint8)
+    quantize_matmul_4bits(packed, w, scales, zeros, block, n, k, True)
+    levels = np.stack([packed & 0xF, packed >> 4], -1).reshape(n, k).astype(np.int32) - 8
+    theirs = (levels.reshape(n, k // block, block) * scales[:, :, None]).reshape(n, k).T
+    params = block_weight_qparams(w, 4, block, True, "minmax")
+    assert params.scale.shape == (k // block, n)
+    s, z = block_expand(params.scale, block, k), block_expand(params.zero_point, block, k)
+    ours = (np.clip(np.rint(w / s) + z, -8, 7) - z) * s
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)

@@ -166,7 +166,8 @@ def _search(
         objectives["qat-loss"] = [[_unrecoverable(oracle, o.layer, p) for p in o.precisions] for o in per_layer]
 
     # 5. candidates
-    found = propose(per_layer, search_limits(budget, offsets), objectives, options.levels, searched, names)
+    span = 1.0 if options.max_drop is not None else 0.5  # quality-constrained: down to the cheapest
+    found = propose(per_layer, search_limits(budget, offsets), objectives, options.levels, searched, names, span)
     with say.count(len(found), "candidates (exact cost, PTQ)") as advance:
         candidates = cost_and_ptq(workload, found, sensitivity.predicted_ptq, run, advance)
     fitting = [c for c in candidates if c.fits]
@@ -201,7 +202,7 @@ def _search(
     qat_runs = policy.run(fitting, ctx)
 
     # 7. winner
-    winner = choose_winner(workload, fitting, say)
+    winner = choose_winner(workload, fitting, say, max_drop=options.max_drop, float_quality=float_quality)
     if winner.recovery == "qat":
         proto = onnx.ModelProto()
         proto.ParseFromString(models[winner.key])
@@ -275,4 +276,5 @@ def _inputs(workload: Workload, space: Sequence[Precision], options: CompileOpti
         "round_size": options.round_size,
         "lr": options.lr,
         "sensitivity_samples": options.sensitivity_samples,
+        "max_drop": options.max_drop,
     }

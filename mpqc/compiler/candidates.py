@@ -99,12 +99,23 @@ def layer_options(workload: Workload, space: Sequence[Precision], metrics: Seque
 
 
 def additive_offsets(workload: Workload, options: Sequence[LayerOptions]) -> dict[str, float]:
-    """What the per-layer costs leave out of a scheme's total (ops that are not layers: on
-    ort-cpu their time; elsewhere nothing), from the scheme of each layer's first option."""
-    scheme = Scheme({o.layer: o.precisions[0] for o in options})
-    cost = workload.scheme_cost(scheme)
+    """What the per-layer costs leave out of a scheme's total (ops that are not layers, and
+    on ort-cpu the Quantize/Dequantize nodes at region borders): the least such remainder
+    over the scheme of each layer's first option and every uniform scheme all layers can
+    take. The least, so that neither the feasibility check nor the integer program rules
+    out a scheme that fits (uniform float on a model where int8 only adds border nodes)."""
+    schemes = [Scheme({o.layer: o.precisions[0] for o in options})]
+    shared = set(options[0].precisions).intersection(*(o.precisions for o in options[1:])) if options else set()
+    for precision in sorted(shared, key=lambda p: p.label):
+        schemes.append(Scheme({o.layer: precision for o in options}))
     metrics = workload.resolved_budget.additive
-    return {m: max(0.0, cost.metric(m) - sum(o.costs[m][0] for o in options)) for m in metrics}
+    offsets: dict[str, float] = {}
+    for scheme in schemes:
+        cost = workload.scheme_cost(scheme)
+        for m in metrics:
+            layers = sum(o.costs[m][o.precisions.index(scheme[o.layer])] for o in options)
+            offsets[m] = min(offsets.get(m, float("inf")), max(0.0, cost.metric(m) - layers))
+    return offsets
 
 
 def search_limits(budget: ResolvedBudget, offsets: dict[str, float]) -> dict[str, float]:
@@ -138,12 +149,13 @@ def propose(
     levels: int,
     space: Sequence[Precision],
     names: Sequence[str],
+    span: float = 0.5,
 ) -> list[tuple[Scheme, str]]:
     """Pareto candidates of each objective at each budget level, plus every uniform scheme of
     the space (the baselines a user would try first)."""
     found = [
         (s, f"{name} @ {fraction:.2f} budget")
-        for s, name, fraction in pareto_candidates(options, limits, objectives, levels)
+        for s, name, fraction in pareto_candidates(options, limits, objectives, levels, span)
     ]
     allowed = [set(o.precisions) for o in options]
     for precision in space:

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 from mpqc.errors import OptionError
 
-__all__ = ["CompileOptions", "POLICIES", "DEFAULT_BUDGET", "DEFAULT_TARGET"]
+__all__ = ["CompileOptions", "POLICIES", "DEFAULT_BUDGET", "DEFAULT_TARGET", "MAX_DROP_BUDGET"]
 
 DEFAULT_BUDGET = "latency=0.5x"
+#: the bound of a quality-constrained compile (`max_drop`) given no budget: never slower than float
+MAX_DROP_BUDGET = "latency=1xfloat"
 DEFAULT_TARGET = "bitserial"
 #: how compile decides where QAT runs (see `mpqc.compiler.policies`)
 POLICIES = ("predicted", "always", "never", "ptq-rule")
@@ -45,6 +47,9 @@ class CompileOptions:
     use_cache: bool = True
     #: validation samples the per-layer sensitivity pass runs (candidates use all of them)
     sensitivity_samples: int = 32
+    #: quality-constrained mode: minimise the budget's first metric subject to validation
+    #: quality >= float - max_drop (a fraction; 0.01 = 1 point); None: maximise quality
+    max_drop: float | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.qat_tolerance, int | float) and math.isfinite(self.qat_tolerance)):
@@ -63,5 +68,9 @@ class CompileOptions:
         _count("--seed", self.seed, 0)
         if self.workers is not None:
             _count("--workers", self.workers, 1)
+        if self.max_drop is not None and not (
+            isinstance(self.max_drop, int | float) and math.isfinite(self.max_drop) and 0 <= self.max_drop <= 1
+        ):
+            raise OptionError(f"--max-drop must be between 0 and 100 points, got {self.max_drop!r}")
         if self.qat_policy not in POLICIES:
             raise OptionError(f"unknown QAT policy {self.qat_policy!r}; use one of {', '.join(POLICIES)}")

@@ -12,7 +12,7 @@ from mpqc.compiler.options import CompileOptions
 from mpqc.necessity import LayerProbes
 from mpqc.workload import Workload
 
-__all__ = ["build_report", "summary_rows"]
+__all__ = ["build_report", "summary_rows", "pareto_front"]
 
 
 def build_report(
@@ -33,13 +33,26 @@ def build_report(
     assert workload.target is not None
     budget = workload.resolved_budget
     measure = workload.quality
+    metric = budget.budget.metrics[0]
+    if options.max_drop is None:
+        goal = f"maximise validation quality ({measure.description}) after the chosen recovery (PTQ, or QAT where"
+    else:
+        goal = (
+            f"minimise {metric} subject to validation quality ({measure.description}) >= float - "
+            f"{100 * options.max_drop:g} points after the chosen recovery (PTQ, or QAT where"
+        )
+    front = pareto_front(candidates, metric)
     return {
         "objective": (
-            f"maximise validation quality ({measure.description}) after the chosen recovery (PTQ, or QAT where the "
-            f"{options.qat_policy} policy spends it) subject to the budget on the target; the search works on "
-            "additive per-layer proxies (PTQ sensitivity, target cost), then exact costs and ONNX Runtime quality "
-            "for the candidates"
+            f"{goal} the {options.qat_policy} policy spends it) subject to the budget on the target; the search "
+            "works on additive per-layer proxies (PTQ sensitivity, target cost), then exact costs and ONNX Runtime "
+            "quality for the candidates"
         ),
+        "max_drop_points": None if options.max_drop is None else 100 * options.max_drop,
+        "pareto": [
+            {"key": c.key, "summary": c.scheme.summary(), metric: c.cost.metric(metric), "quality": c.quality}
+            for c in front
+        ],
         "inputs": inputs,
         "measure": measure.to_json(),
         "splits": workload.splits.to_json(),
@@ -65,6 +78,17 @@ def build_report(
     }
 
 
+def pareto_front(candidates: Sequence[Candidate], metric: str) -> list[Candidate]:
+    """The fitting candidates no other fitting one beats on both `metric` (lower) and
+    validation quality (higher), cheapest first: what a max-drop run explored."""
+    front: list[Candidate] = []
+    fitting = [c for c in candidates if c.fits and c.ptq is not None]
+    for c in sorted(fitting, key=lambda c: (c.cost.metric(metric), -c.quality, c.key)):
+        if not front or c.quality > front[-1].quality:
+            front.append(c)
+    return front
+
+
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     """The terminal summary; its last rows are the achieved cost against the budget."""
     measure = report["measure"]["name"]
@@ -75,11 +99,12 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
 
     rows = [
         ("scheme", winner["summary"]),
+        *([("max drop", f"{report['max_drop_points']:g} points")] if report.get("max_drop_points") is not None else []),
         ("recovery", winner["recovery"].upper()),
         (f"validation {measure}", f"{pct(winner['validation'])} (float {pct(report['float']['validation'])})"),
         (f"test {measure}", f"{pct(winner['test'])} (float {pct(report['float']['test'])})"),
         ("QAT runs", f"{report['qat_runs']} (policy {report['qat_policy']}, limit {report['max_qat_runs']})"),
-        ("candidates", str(len(report["candidates"]))),
+        ("candidates", f"{len(report['candidates'])} ({len(report.get('pareto', []))} on the Pareto front)"),
         ("seconds", f"{report['seconds']:.1f}"),
     ]
     rows += [("budget " + line.split(":")[0], line.split(": ", 1)[1]) for line in winner["achieved"]]

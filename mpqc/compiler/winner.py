@@ -1,6 +1,10 @@
 """The winner: the best fitting candidate by validation quality (cheaper first on ties).
 On a target that measures, a latency budget is confirmed by running the best few with the
-budget's reference in the same interleaved run; the first that fits wins."""
+budget's reference in the same interleaved run; the first that fits wins.
+
+Quality-constrained (`max_drop`): the cheapest fitting candidate whose validation quality
+is within `max_drop` of float. On a target that measures latency, the cheapest few by
+prediction run interleaved with the reference, and the fastest measured wins."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from mpqc.errors import BudgetError
 from mpqc.precision import FLOAT, W8A8
 from mpqc.workload import Workload
 
-__all__ = ["rank", "choose_winner"]
+__all__ = ["rank", "choose_winner", "within_drop"]
 
 _REFERENCES = {"int8": W8A8, "float": FLOAT}
 
@@ -21,10 +25,22 @@ def rank(candidates: Sequence[Candidate], metric: str) -> list[Candidate]:
     return sorted(candidates, key=lambda c: (-c.quality, c.cost.metric(metric), c.key))
 
 
+def within_drop(candidates: Sequence[Candidate], float_quality: float, max_drop: float) -> list[Candidate]:
+    """The candidates whose validation quality is at least float - `max_drop`."""
+    return [c for c in candidates if c.quality >= float_quality - max_drop - 1e-12]
+
+
 def choose_winner(
-    workload: Workload, fitting: Sequence[Candidate], say: Callable[[str], None], tries: int = 5
+    workload: Workload,
+    fitting: Sequence[Candidate],
+    say: Callable[[str], None],
+    tries: int = 5,
+    max_drop: float | None = None,
+    float_quality: float = 1.0,
 ) -> Candidate:
     """The winner among `fitting`, confirmed by measurement when the target measures a latency budget."""
+    if max_drop is not None:
+        return _cheapest_within(workload, fitting, say, tries, max_drop, float_quality)
     budget = workload.resolved_budget
     ranked = rank(fitting, budget.budget.metrics[0])
     costs = workload.costs
@@ -52,3 +68,48 @@ def choose_winner(
         f"none of the {min(tries, len(ranked))} best candidates met the latency budget when measured on "
         f"{workload.target.name if workload.target else 'the target'}; loosen the budget"
     )
+
+
+def _cheapest_within(
+    workload: Workload,
+    fitting: Sequence[Candidate],
+    say: Callable[[str], None],
+    tries: int,
+    max_drop: float,
+    float_quality: float,
+) -> Candidate:
+    budget = workload.resolved_budget
+    metric = budget.budget.metrics[0]
+    allowed = within_drop(fitting, float_quality, max_drop)
+    if not allowed:
+        best = max(c.quality for c in fitting)
+        raise BudgetError(
+            f"no candidate that fits {budget.describe()} stays within {100 * max_drop:g} points of float "
+            f"({100 * float_quality:.2f}); the best reached {100 * best:.2f}: loosen --max-drop or the budget"
+        )
+    ordered = sorted(allowed, key=lambda c: (c.cost.metric(metric), -c.quality, c.key))
+    costs = workload.costs
+    if metric != "latency" or not costs.measures or len(ordered) == 1:
+        return ordered[0]
+    shortlist = ordered[:tries]
+    latency = next(limit for limit in budget.budget.limits if limit.metric == "latency")
+    reference = workload.uniform(_REFERENCES[latency.reference or "int8"])
+    measured = costs.measure([reference, *[c.scheme for c in shortlist]])
+    ref, times = measured[0], measured[1:]
+    bound = latency.value * ref.median_s if latency.reference is not None else latency.value
+    for candidate, time in zip(shortlist, times):
+        candidate.measured_latency_s = time.median_s
+    inside = [(t.median_s, i) for i, t in enumerate(times) if t.median_s <= bound]
+    if not inside:
+        raise BudgetError(
+            f"none of the {len(shortlist)} cheapest candidates within {100 * max_drop:g} points met the latency "
+            f"budget when measured on {workload.target.name if workload.target else 'the target'}; loosen the budget"
+        )
+    _, pick = min(inside)
+    winner = shortlist[pick]
+    say(
+        f"max-drop: {len(allowed)} of {len(fitting)} candidates within {100 * max_drop:g} points; the "
+        f"{len(shortlist)} cheapest measured with the reference, fastest {winner.scheme.summary()} "
+        f"{times[pick].median_s * 1e3:.3f} ms (bound {bound * 1e3:.3f} ms)"
+    )
+    return winner

@@ -19,7 +19,7 @@ from torch import nn
 
 from mpqc.errors import ModelError
 from mpqc.passes._common import const_of, input_at, name_of
-from mpqc.training.fakequant import FakeQuant
+from mpqc.training.fakequant import FakeQuant, dynamic_fake_quant
 from mpqc.training.ops import run_op, unsupported
 
 __all__ = ["TrainableGraph", "LAYER_OPS"]
@@ -27,6 +27,10 @@ __all__ = ["TrainableGraph", "LAYER_OPS"]
 _SAFE = re.compile(r"[^0-9A-Za-z_]")
 #: ops whose constant float inputs (weights, biases) train with the quantizers
 LAYER_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+
+
+#: producers whose DequantizeLinear passes the fake-quantized values through
+_QUANTIZERS = ("QuantizeLinear", "DynamicQuantizeLinear")
 
 
 def _safe(name: str) -> str:
@@ -54,7 +58,8 @@ class TrainableGraph(nn.Module):
         self.graph = qdq.graph
         self.nodes = list(self.graph)
         every = list(ir.traversal.RecursiveGraphIterator(self.graph))  # If branches too
-        missing = [n for n in unsupported(every) if n.op_type not in ("QuantizeLinear", "DequantizeLinear", "If")]
+        special = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "If")
+        missing = [n for n in unsupported(every) if n.op_type not in special]
         if missing:
             ops = sorted({n.op_type for n in missing})
             raise ModelError(
@@ -99,18 +104,23 @@ class TrainableGraph(nn.Module):
         layer = node.metadata_props["mpqc.layer"]
         q, scale, zero = (const_of(input_at(node, i)) for i in range(3))
         latent = float_weights.get(node.metadata_props.get("mpqc.source", ""))
-        axis = node.attributes.get_int("axis", 1) % q.ndim if scale.ndim == 1 else None
-        if latent is None:  # fall back to the dequantized values
-            latent = (q.astype(np.float32) - _bshape(zero, axis, q.ndim)) * _bshape(scale, axis, q.ndim)
-        key = _safe(f"{layer}_weight")
-        self.params[key] = nn.Parameter(_tensor(latent))
-        self.quantizers[key] = FakeQuant(
+        block = node.attributes.get_int("block_size", 0)
+        axis = node.attributes.get_int("axis", 1) % q.ndim if scale.ndim == 1 or block else None
+        quantizer = FakeQuant(
             _tensor(scale),
             _tensor(zero.astype(np.float32)),
             _meta_int(node, "mpqc.qmin"),
             _meta_int(node, "mpqc.qmax"),
             axis,
+            block,
         )
+        if latent is None or latent.shape != q.shape:  # fall back to the dequantized values
+            ints = torch.from_numpy(q.astype(np.float32))
+            values = (ints - quantizer.shaped(quantizer.zero_point, ints)) * quantizer.shaped(quantizer.scale, ints)
+            latent = values.detach().numpy()
+        key = _safe(f"{layer}_weight")
+        self.params[key] = nn.Parameter(_tensor(latent))
+        self.quantizers[key] = quantizer
         self._layer_weight[layer] = key
         self._param_of[name_of(node.outputs[0])] = key
         self._weight_nodes.append(node)
@@ -189,6 +199,9 @@ class TrainableGraph(nn.Module):
                 else:
                     env[out] = self.params[key]
                 continue
+            if node.op_type == "DynamicQuantizeLinear":  # its DequantizeLinear passes this through
+                env[out] = dynamic_fake_quant(env[name_of(node.inputs[0])])
+                continue
             if node.op_type == "QuantizeLinear":
                 quantizer = self.quantizers[self._q_of_scale[name_of(node.inputs[1])]]
                 env[out] = quantizer(env[name_of(node.inputs[0])])
@@ -197,7 +210,7 @@ class TrainableGraph(nn.Module):
                 env[out] = env[name_of(node.inputs[0])]
                 continue
             source = node.inputs[0].producer() if node.inputs and node.inputs[0] is not None else None
-            if node.op_type == "DequantizeLinear" and source is not None and source.op_type == "QuantizeLinear":
+            if node.op_type == "DequantizeLinear" and source is not None and source.op_type in _QUANTIZERS:
                 env[out] = env[name_of(node.inputs[0])]
                 continue
             args: list[torch.Tensor | None] = []
@@ -281,12 +294,3 @@ class TrainableGraph(nn.Module):
         ints = np.clip(np.rint(bias / scale), -(2**31), 2**31 - 1).astype(np.int32)
         q_value.const_value = ir.tensor(ints, name=q_value.name)
         scale_value.const_value = ir.tensor(scale, name=scale_value.name)
-
-
-def _bshape(array: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:
-    values = np.asarray(array).astype(np.float32)
-    if values.ndim == 0 or axis is None:
-        return values
-    shape = [1] * ndim
-    shape[axis] = -1
-    return values.reshape(shape)

@@ -207,7 +207,7 @@ def _channel_steps(module: TrainableGraph, weights: bool = True) -> list[tuple[t
         ratio = step / step.mean().clamp_min(1e-12)
         found.append((quantizer.scale, ratio))  # the scales themselves, likewise
         if weights and key in module.params:  # frozen weights never move: nothing to rescale
-            found.append((module.params[key], quantizer.shaped(ratio, module.params[key].ndim)))
+            found.append((module.params[key], quantizer.shaped(ratio, module.params[key])))
     return found
 
 

@@ -100,6 +100,9 @@ def test_infeasible_budget_names_the_cheapest_cost_and_writes_nothing(tmp_path, 
         (["--target", "tpu"], "unknown target"),
         (["missing.onnx"], "not found"),
         (["--budget", "size=1parsec"], "unknown unit"),
+        (["--max-drop", "-1"], "--max-drop must be between 0 and 100"),
+        (["--max-drop", "nan"], "--max-drop must be between 0 and 100"),
+        (["--budget", "latency=0.1x", "--max-drop", "1"], "cannot be met on bitserial"),
     ],
 )
 def test_bad_inputs_fail_before_any_work(tmp_path, capsys, argv, match):
@@ -137,3 +140,20 @@ def test_resume_after_a_killed_run(run, tmp_path, default_model):
     log = (out / "compile.log").read_text()
     assert "PTQ sensitivity (run folder)" in log and "probes (run folder)" in log
     assert (resumed.output / "scheme.json").read_bytes() == (run.output / "scheme.json").read_bytes()
+
+
+def test_max_drop_picks_the_cheapest_candidate_within_the_drop(tmp_path, default_model):
+    from dataclasses import replace
+
+    options = replace(FAST, max_drop=0.02, qat_policy="never")
+    result = compile_model(default_model, None, "bitserial", None, tmp_path / "drop", options)
+    report = result.report
+    assert report["budget"]["text"] == "latency=1xfloat" and report["max_drop_points"] == 2
+    floor = report["float"]["validation"] - 0.02
+    inside = [c for c in result.candidates if c.fits and c.quality >= floor - 1e-12]
+    assert result.winner in inside and result.winner.quality >= floor
+    assert result.winner.cost.latency_s == min(c.cost.latency_s for c in inside)
+    front = report["pareto"]
+    assert front and all(a["latency"] < b["latency"] and a["quality"] < b["quality"] for a, b in zip(front, front[1:]))
+    assert any(c["summary"] == "float" for c in report["candidates"])  # the search reaches the float end too
+    assert "minimise latency subject to validation quality" in report["objective"]

@@ -145,3 +145,71 @@ def test_low_bit_activations_behind_value_moving_ops_load_and_keep_their_grid(op
     ).model
     reference = make_session(plain, optimize=False).run(None, {"x": x})[0]  # the b-bit graph, as written
     np.testing.assert_allclose(out, reference, rtol=1e-4, atol=1e-4 * float(np.abs(reference).max()))
+
+
+def _linear(scheme: str):
+    proto = b.linear_stack()
+    x = b.rng(1).randn(64, 64).astype(np.float32)
+    result = mpqc.quantize(proto, scheme, {"x": x}, evaluate=False)
+    return ir.serde.deserialize_model(result.model), x, proto, result
+
+
+def _optimized_ops(model: ir.Model, tmp_path) -> list[str]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(
+        ir.serde.serialize_model(model).SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    return [n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node]
+
+
+def _close_to_float(model: ir.Model, proto, x, tolerance: float) -> None:
+    import onnxruntime as ort
+
+    quantized = ort.InferenceSession(ir.serde.serialize_model(model).SerializeToString()).run(None, {"x": x})[0]
+    reference = ort.InferenceSession(proto.SerializeToString()).run(None, {"x": x})[0]
+    error = np.abs(quantized - reference).max() / np.abs(reference).max()
+    assert error < tolerance, error
+
+
+def test_dynamic_form_reads_through_dynamic_quantize_and_fuses(tmp_path):
+    model, x, proto, _ = _linear("w8a8d")
+    ops = _ops(model)
+    assert ops.count("DynamicQuantizeLinear") == 2 and "QuantizeLinear" not in ops
+    assert "Gemm" not in ops and "Add" in ops  # the Gemm became MatMul + Add, named as the layer
+    fc1 = next(n for n in model.graph if n.name == "fc1")
+    assert fc1.op_type == "MatMul"
+    weight = fc1.inputs[1].producer()
+    assert weight.inputs[0].const_value.dtype == ir.DataType.INT8 and weight.attributes.get_int("axis") == 1
+    optimized = _optimized_ops(model, tmp_path)
+    assert optimized.count("DynamicQuantizeMatMul") + optimized.count("MatMulIntegerToFloat") == 2, optimized
+    _close_to_float(model, proto, x, 0.03)
+
+
+def test_nbits_form_is_a_blocked_dequantize_that_fuses_into_matmulnbits(tmp_path):
+    model, x, proto, result = _linear("w4nb")
+    dqs = [n for n in model.graph if n.op_type == "DequantizeLinear"]
+    assert len(dqs) == 2 and all(n.attributes.get_int("block_size") == 32 for n in dqs)
+    assert all(n.attributes.get_int("axis") == 0 for n in dqs)
+    fc1_weight = next(n for n in dqs if n.metadata_props["mpqc.layer"] == "fc1")
+    assert fc1_weight.inputs[1].const_value.numpy().shape == (2, 128)  # K = 64 in blocks of 32, N = 128
+    assert _optimized_ops(model, tmp_path).count("MatMulNBits") == 2
+    _close_to_float(model, proto, x, 0.15)
+    assert result.weight_bytes == (64 * 128 + 128 * 32) // 2 + 4 * (2 * 128 + 4 * 32)  # levels + block scales
+
+
+def test_forms_leave_convolutions_in_float_with_a_note():
+    result = mpqc.quantize(b.conv_relu_gemm(), "w8a8d", {"x": b.rng(0).randn(16, 3, 8, 8).astype(np.float32)})
+    assert result.scheme["conv1"].is_float and result.scheme["fc"].label == "w8a8d"
+    assert any("w8a8d applies to MatMul/Gemm layers only: 1 Conv" in note for note in result.notes)
+
+
+def test_a_form_on_a_convolution_is_refused_by_the_pass():
+    prepared = mpqc.prepare(b.conv_relu_gemm())
+    work = Workload.build(prepared, {"x": b.rng(0).randn(16, 3, 8, 8).astype(np.float32)})
+    scheme = Scheme.parse("w8a8d", prepared.analysis.layer_names)
+    with pytest.raises(mpqc.MpqcError, match="conv1: w8a8d applies to MatMul/Gemm"):
+        work.emit(scheme)

@@ -77,6 +77,30 @@ def test_only_the_search_space_is_profiled(setup):
     assert "w4a4" not in costs.walls and "w2a2" not in costs.walls
 
 
+class LinearInputs(Inputs):
+    def sample_feed(self):
+        return {"x": np.zeros((1, 64), np.float32)}
+
+
+def test_dynamic_and_nbits_are_priced_where_a_layer_takes_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPQC_CACHE_DIR", str(tmp_path))
+    target = OrtCpuTarget(warmup=2, repeats=5)
+    conv = mpqc.prepare(b.conv_relu_gemm())
+    dynamic, nbits = Precision.parse("w8a8d"), Precision.parse("w4nb")
+    conv1, fc = conv.analysis.layer("conv1"), conv.analysis.layer("fc")
+    assert not target.runs(conv1, dynamic) and not target.runs(conv1, nbits)
+    assert target.runs(fc, dynamic) and target.runs(fc, nbits)
+    assert target.search_space(conv1) == (W8A8, Precision(8, None), Precision(4, None), FLOAT)
+    linear = mpqc.prepare(b.linear_stack())
+    costs = target.cost_model(LinearInputs(linear))
+    assert {"w8a8d", "w4nb"} <= set(costs.walls)
+    for layer in ("fc1", "fc2"):  # the fused kernel is the layer's own node
+        assert costs.layer_cost(layer, dynamic) > 0 and costs.layer_cost(layer, nbits) > 0
+    mixed = Scheme({"fc1": dynamic, "fc2": nbits})
+    predicted, fallbacks = costs.predict(mixed)
+    assert predicted > 0 and fallbacks <= 4
+
+
 def test_layers_get_their_kernel_time_and_predictions_are_positive(setup):
     prepared, target = setup
     costs = target.cost_model(Inputs(prepared))
@@ -97,3 +121,6 @@ def test_a_precision_it_does_not_run_is_refused_by_name():
         target.parse_space("w8a8,w4a4")
     assert target.parse_space("w8a8, float") == (W8A8, FLOAT)
     assert Precision.parse("w4af") in target.precisions()
+    assert {"w8a8d", "w4nb"} <= {p.label for p in target.precisions()}
+    with pytest.raises(SchemeError, match="does not run w2nb"):
+        target.parse_space("w2nb")

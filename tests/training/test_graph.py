@@ -177,3 +177,28 @@ def test_qat_runs_the_branch_the_condition_takes():
             trained = outcome.module(torch.from_numpy(sample[None]))[0].numpy()
         written = make_session(outcome.model).run(None, {"x": sample[None]})[0]
         np.testing.assert_allclose(trained, written, rtol=1e-3, atol=1e-3 * float(np.abs(written).max()))
+
+
+@pytest.mark.parametrize("scheme", ["w8a8d", "w4nb"])
+def test_dynamic_and_nbits_forms_train_as_onnx_runtime_computes_them(scheme):
+    """DynamicQuantizeLinear -> fake quantization over each batch's own range; blocked weights
+    -> one learnable scale per block; the rewritten Gemm (MatMul + Add) runs as well."""
+    proto = b.linear_stack()
+    prepared = mpqc.prepare(proto)
+    x = b.rng(2).randn(64, 64).astype(np.float32)
+    calibration = Workload.build(prepared, {"x": x}).calibration
+    qdq = emit_qdq(prepared, Scheme.parse(scheme, prepared.analysis.layer_names), calibration).model
+    module = TrainableGraph(qdq, _weights(prepared)).eval()
+    expected = make_session(qdq, optimize=False).run(None, {"x": x})[0]
+    with torch.no_grad():
+        got = module(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
+    if scheme == "w4nb":
+        block = module.quantizers[next(k for k in module.quantizers if "fc1" in k)]
+        assert block.block == 32 and tuple(block.scale.shape) == (2, 128)
+    module.train()
+    loss = module(torch.from_numpy(x))[0].square().mean()
+    loss.backward()
+    assert all(q.scale.grad is not None for q in module.quantizers.values())
+    module.write_back()
+    make_session(qdq).run(None, {"x": x})  # still loads, fused
