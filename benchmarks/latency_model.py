@@ -2,7 +2,7 @@
 
     python benchmarks/latency_model.py [--schemes 10] [--rounds 200]
 
-For each model: the cost model is profiled once (10 variants), then each random scheme's
+For each model: the cost model is profiled once (its variants), then each random scheme's
 latency is predicted without running it and measured by running its lowered model. The
 machine's speed drifts by tens of percent between minutes on this shared VM, so the
 variants are timed again in the same interleaved rounds as the schemes and node costs
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import resnet18_path, table  # noqa: E402
+from _common import BUILD, resnet18_path, table  # noqa: E402
 from mpqc.models import zoo_path  # noqa: E402
 from mpqc.targets import OrtCpuTarget  # noqa: E402
 
@@ -27,17 +27,19 @@ from mpqc.scheme import Scheme  # noqa: E402
 from mpqc.workload import Workload  # noqa: E402
 
 
-def run(name: str, path: Path, count: int, rounds: int, seed: int) -> list[str]:
+def run(name: str, path: Path, data: Path | None, count: int, rounds: int, seed: int) -> list[str]:
     target = OrtCpuTarget()
-    work = Workload.build(path, target=target, use_cache=False)
+    work = Workload.build(path, data, target=target, use_cache=False)
     feed = work.sample_feed()
     start = time.perf_counter()
     cost = work.costs
     profile_seconds = time.perf_counter() - start
     rng = random.Random(seed)
-    names = work.prepared.analysis.layer_names
-    choices = list(target.precisions())  # every precision the target's search space uses
-    schemes = [Scheme({n: rng.choice(choices) for n in names}) for _ in range(count)]
+    layers = work.prepared.analysis.layers
+    names = [layer.name for layer in layers]
+    # every precision the target's search space has for each layer (w8a8d, w4nb: linear layers)
+    choices = {layer.name: list(target.search_space(layer)) for layer in layers}
+    schemes = [Scheme({n: rng.choice(choices[n]) for n in names}) for _ in range(count)]
     predicted = [cost.latency(s) for s in schemes]
     variants = cost.variant_payloads()
     runs = target.measure_interleaved(variants + [cost.lower(s) for s in schemes], feed, rounds)
@@ -67,7 +69,7 @@ def main() -> None:
     parser.add_argument("--schemes", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--models", default="digits_cnn,resnet18_cifar,mobilenetv2")
+    parser.add_argument("--models", default="digits_cnn,resnet18_cifar,mobilenetv2,transformer,minilm_bert")
     args = parser.parse_args()
     rows = [
         [
@@ -84,8 +86,16 @@ def main() -> None:
         ]
     ]
     for name in args.models.split(","):
-        path = resnet18_path() if name == "resnet18_cifar" else zoo_path(name)
-        rows.append(run(name, path, args.schemes, args.rounds, args.seed))
+        data = None
+        if name == "resnet18_cifar":
+            path = resnet18_path()
+        elif name == "minilm_bert":
+            from mpqc.models.hf_encoder import MINILM, export_bert
+
+            path, data, _ = export_bert(BUILD / "minilm_bert", MINILM)
+        else:
+            path = zoo_path(name)
+        rows.append(run(name, path, data, args.schemes, args.rounds, args.seed))
     print(table(rows))
     print("\ndrift = median over variants of wall(now) / wall(profiling); errors are |pred - meas| / meas.")
     print("'same run': node costs re-derived from the variants' wall times measured in the same interleaved rounds")

@@ -45,12 +45,10 @@ def export_bert(folder: Path, shape: BertShape = TINY, seed: int = 0) -> tuple[P
     rng = np.random.default_rng(seed)
     for file, count in ((calib, shape.calib), (test, shape.test)):
         lengths = rng.integers(max(2, shape.seq // 4), shape.seq + 1, count)
-        data = {
-            "input_ids": rng.integers(0, shape.vocab, (count, shape.seq)).astype(np.int64),
-            "attention_mask": (np.arange(shape.seq)[None, :] < lengths[:, None]).astype(np.int64),
-        }
+        ids = rng.integers(0, shape.vocab, (count, shape.seq)).astype(np.int64)
+        mask = (np.arange(shape.seq)[None, :] < lengths[:, None]).astype(np.int64)
         if not file.exists():
-            np.savez(file, **data)
+            np.savez(file, input_ids=ids, attention_mask=mask)
     return path, calib, test
 
 

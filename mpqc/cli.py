@@ -558,7 +558,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="quality-constrained: the cheapest scheme (in the budget's first metric) whose validation quality "
         "is within POINTS of float",
     )
-    p.add_argument("--target", default="bitserial", help="ort-cpu, bitserial, mcu, or a target .toml")
+    p.add_argument(
+        "--target",
+        default="bitserial",
+        help="ort-cpu, openvino-cpu (the openvino extra), bitserial, mcu, or a target .toml",
+    )
     p.add_argument("-o", "--output", default=None, help="run folder (default: mpqc_out)")
     p.add_argument("--resume", default=None, help="continue an interrupted run in this folder")
     p.add_argument(
@@ -616,7 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_necessity)
 
     p = add("profile", "per-layer latency at each precision on a target, and the whole model's", "model", "target")
-    p.add_argument("--target", default="ort-cpu", help="ort-cpu (measured), bitserial, mcu, or a target .toml")
+    p.add_argument(
+        "--target", default="ort-cpu", help="ort-cpu or openvino-cpu (measured), bitserial, mcu, or a target .toml"
+    )
     p.add_argument("--data", default=None, help="sample input source (digits, .npz, module:function)")
     p.set_defaults(func=_cmd_profile)
 

@@ -48,19 +48,20 @@ from mpqc.precision import FLOAT, W8A8, Precision
 from mpqc.scheme import Scheme
 from mpqc.stats import Calibration
 
-__all__ = ["OrtCpuTarget", "OrtCpuCostModel"]
+__all__ = ["OrtCpuTarget", "OrtCpuCostModel", "CPU_SPACE", "LayerAttribution", "cpu_model", "runs_on_cpu"]
 
 _TOKEN = re.compile(r"(_token_\d+)+$")
 _ACT_QDQ = re.compile(r"^(?P<tensor>.+?)(_container)?(_a(?P<bits>\d))?_(Q|DQ)$")
 #: the precisions ort-cpu runs; every layer with quantized activations is an int8 kernel
 #: there, so sub-8-bit activations and weights with activations buy neither speed nor size
-_SPACE = (W8A8, Precision.parse("w8a8d"), Precision.parse("w4nb"), Precision(8, None), Precision(4, None), FLOAT)
+CPU_SPACE = (W8A8, Precision.parse("w8a8d"), Precision.parse("w4nb"), Precision(8, None), Precision(4, None), FLOAT)
 #: variants beside the uniform ones: borders between int8 and float layers
 _ALTERNATES = ("alternate-int8", "alternate-float")
 _CACHE_VERSION = 7
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (profile caches are keyed on it)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -68,6 +69,16 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def runs_on_cpu(layer: Layer, precision: Precision) -> bool:
+    """A layer kind the CPU runtimes quantize, in a form it takes (the dynamic and nbits
+    forms only for MatMul/Gemm, and not inside If branches)."""
+    return (
+        layer.op_type in QUANTIZABLE_OPS
+        and takes_form(layer, precision.form)
+        and not (layer.scope and precision.form != "qdq")
+    )
 
 
 class OrtCpuTarget(Target):
@@ -84,21 +95,16 @@ class OrtCpuTarget(Target):
         self.threads, self.warmup, self.repeats = threads, warmup, repeats
 
     def precisions(self) -> tuple[Precision, ...]:
-        return _SPACE
+        return CPU_SPACE
 
     def runs(self, layer: Layer, precision: Precision) -> bool:
-        return (
-            layer.op_type in QUANTIZABLE_OPS
-            and takes_form(layer, precision.form)
-            and not (layer.scope and precision.form != "qdq")
-            and super().runs(layer, precision)
-        )
+        return runs_on_cpu(layer, precision) and super().runs(layer, precision)
 
     def info(self) -> dict[str, Any]:
         return {
             **super().info(),
             "threads": self.threads,
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "isa": detect().describe(),
             "onnxruntime": ort.__version__,
         }
@@ -173,7 +179,7 @@ class OrtCpuTarget(Target):
                 "threads": self.threads,
                 "repeats": self.repeats,
                 "ort": ort.__version__,
-                "cpu": _cpu_model(),
+                "cpu": cpu_model(),
                 "isa": detect().to_json(),
                 "feed": {k: list(v.shape) for k, v in sorted(feed.items())},
                 "variants": _variant_labels(prepared.analysis, self),
@@ -206,7 +212,7 @@ class OrtCpuTarget(Target):
 def _variant_labels(analysis: Analysis, target: OrtCpuTarget) -> list[str]:
     """The uniform variant of every precision some layer runs (a form no layer takes would
     only repeat the float variant), and the alternating ones."""
-    used = [p.label for p in _SPACE if any(target.runs(layer, p) for layer in analysis.layers)]
+    used = [p.label for p in CPU_SPACE if any(target.runs(layer, p) for layer in analysis.layers)]
     return used + list(_ALTERNATES)
 
 
@@ -240,7 +246,7 @@ class OrtCpuCostModel(CostModel):
         self.nodes: dict[str, float] = {}
         self.op_median: dict[str, float] = {}
         self.variant_layers: dict[str, dict[str, float]] = {}
-        self._owner = _Attribution(self.analysis, prepared)
+        self._owner = LayerAttribution(self.analysis, prepared)
         self._feed: dict[str, np.ndarray] | None = None
 
     # -- building --------------------------------------------------------------------------
@@ -343,13 +349,18 @@ def _key(op: str, name: str) -> str:
     return f"{op}|{_TOKEN.sub('', name)}"
 
 
-class _Attribution:
-    """Which layer an optimized node belongs to: its kernel (by name, or by the tensor an
-    NCHWc kernel is named after), its weight and bias dequantization, its input quantizers."""
+class LayerAttribution:
+    """Which layer an optimized node belongs to: its kernel (by name, by the tensor an
+    NCHWc kernel is named after, or, as OpenVINO names them, the layer's name with a
+    suffix such as `/WithoutBiases`), its weight and bias dequantization, its input
+    quantizers (QuantizeLinear/DequantizeLinear, OpenVINO's FakeQuantize)."""
 
     def __init__(self, analysis: Analysis, prepared: Prepared) -> None:
         self.layers = {layer.name for layer in analysis.layers}
         self.by_tensor: dict[str, str] = {}
+        #: a layer's output tensor -> the layer (OpenVINO names a node producing a graph
+        #: output after the tensor, `y_original`)
+        self.by_output = {layer.output: layer.name for layer in analysis.layers}
         graph = prepared.model.graph
         for layer in analysis.layers:
             self.by_tensor[layer.output] = layer.name
@@ -370,8 +381,16 @@ class _Attribution:
         match = self._weights.match(base)
         if match and match.group("layer") in self.layers:
             return match.group("layer")
+        head = base.split("/WithoutBiases", 1)[0]
+        if head in self.layers:
+            return head
+        tensor = base[: -len("_original")] if base.endswith("_original") else base
+        if tensor in self.by_output:  # OpenVINO names a fused kernel after its output
+            return self.by_output[tensor]
+        if base.endswith("_bias_add") and base[: -len("_bias_add")] in self.layers:  # a Gemm as MatMul + Add
+            return base[: -len("_bias_add")]
         match = _ACT_QDQ.match(base)
-        if match and op in ("QuantizeLinear", "DequantizeLinear") and match.group("bits"):
+        if match and op in ("QuantizeLinear", "DequantizeLinear", "FakeQuantize") and match.group("bits"):
             return self.by_tensor.get(match.group("tensor"))
         if op == "DynamicQuantizeLinear" and base.endswith("_dyn_Q"):  # shared by the layers reading it
             return self.by_tensor.get(base[: -len("_dyn_Q")])

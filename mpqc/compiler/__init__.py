@@ -142,7 +142,7 @@ def _search(
     weight_widths = {p.w_bits for p in searched if p.form == "qdq" and p.w_bits}
     context = context_from(workload, config, widths, weight_widths)
     samples = min(options.sensitivity_samples, len(workload.splits.validation))
-    jobs = 1 + len(names) * sum(1 for p in searched if p.label != "w8a8")
+    jobs = 1 + sum(len(o.precisions) - (1 if any(p.label == "w8a8" for p in o.precisions) else 0) for o in per_layer)
     with say.count(jobs, f"PTQ sensitivity ({samples} validation samples)") as advance:
         sensitivity, where = measure_sensitivity(
             workload, context, searched, samples, workers, run, options.use_cache, advance

@@ -1,4 +1,5 @@
-"""PTQ sensitivity: each layer alone at each precision of the space (the rest w8a8), its
+"""PTQ sensitivity: each layer alone at each precision of the space it runs on the target
+(the rest w8a8), its
 quality loss on the validation split against uniform w8a8. One ONNX Runtime pass per
 (layer, precision); reused from the run folder, then from the user cache (it depends on
 the model, data, recipe and space, not on the budget or the target's costs)."""
@@ -18,7 +19,7 @@ from mpqc.workload import Workload
 
 __all__ = ["Sensitivity", "measure_sensitivity"]
 
-_VERSION = 2
+_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,10 @@ class Sensitivity:
         return {"reference_ptq": self.reference, "loss": self.loss}
 
     @classmethod
-    def parse(cls, data: Any, names: Sequence[str], labels: Sequence[str]) -> Sensitivity:
-        """Raises unless the table covers every layer and label with finite numbers."""
+    def parse(cls, data: Any, labels: dict[str, list[str]]) -> Sensitivity:
+        """Raises unless the table covers every layer and its labels with finite numbers."""
         reference = float(data["reference_ptq"])
-        loss = {n: {lab: float(data["loss"][n][lab]) for lab in labels} for n in names}
+        loss = {n: {lab: float(data["loss"][n][lab]) for lab in own} for n, own in labels.items()}
         values = [reference, *[v for row in loss.values() for v in row.values()]]
         if any(v != v or abs(v) > 2 for v in values):
             raise ValueError("values out of range")
@@ -62,8 +63,12 @@ def measure_sensitivity(
 ) -> tuple[Sensitivity, str]:
     """The table, and where it came from ("run folder", "cache" or "measured"), measured on the
     first `samples` validation samples by PTQ jobs in `workers` processes."""
-    names = workload.prepared.analysis.layer_names
-    labels = sorted({p.label for p in space} | {W8A8.label})
+    assert workload.target is not None
+    target = workload.target
+    layers = workload.prepared.analysis.layers
+    names = [layer.name for layer in layers]
+    runnable = {layer.name: [p for p in space if target.runs(layer, p)] for layer in layers}
+    labels = {name: sorted({p.label for p in own} | {W8A8.label}) for name, own in runnable.items()}
     key = content_key(
         {
             **workload.fingerprint(),
@@ -76,7 +81,7 @@ def measure_sensitivity(
     cache = Cache("sensitivity", _VERSION, enabled=use_cache)
 
     def parse(data: Any) -> Sensitivity:
-        return Sensitivity.parse(data, names, labels)
+        return Sensitivity.parse(data, labels)
 
     saved = run.read("sensitivity.json", parse)
     if saved is not None:
@@ -86,7 +91,7 @@ def measure_sensitivity(
         run.write_json("sensitivity.json", saved.to_json())
         return saved, "cache"
     reference_scheme = Scheme.uniform(names, W8A8)
-    pairs = [(n, p) for n in names for p in space if p.label != W8A8.label]
+    pairs = [(n, p) for n in names for p in runnable[n] if p.label != W8A8.label]
     schemes = [reference_scheme] + [reference_scheme.with_layer(n, p) for n, p in pairs]
     qualities = run_ptq_jobs(context, schemes, samples, workers, progress)
     reference = qualities[0]

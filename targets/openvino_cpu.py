@@ -1,0 +1,275 @@
+"""`openvino-cpu`: OpenVINO's CPU plugin here, measured (the `openvino` extra).
+
+OpenVINO reads the same QDQ ONNX model mpqc emits for `ort-cpu` and lowers it with its own
+low-precision transformations: QuantizeLinear/DequantizeLinear pairs become FakeQuantize
+nodes and int8 kernels where both a layer's weights and input are quantized, weight
+DequantizeLinear nodes are folded or kept as weight decompression, DynamicQuantizeLinear
+and blocked weights run as OpenVINO decides on this CPU. The search space is the one of
+`ort-cpu`, so one scheme can be priced on both runtimes.
+
+Costs: each variant (the uniform scheme of every precision some layer runs, and two
+alternating int8/float schemes) is profiled with OpenVINO's performance counters (per
+executed node, median over the runs), the node times scaled to the variant's wall time
+measured in one interleaved run, and each node attributed to a layer by name. A scheme's
+latency is additive: the sum of its layers' costs plus what no layer owns (the median over
+variants). Unlike `ort-cpu` it does not re-derive boundary costs from the lowered graph, so
+its predictions are checked in `benchmarks/cross_runtime.py`.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from mpqc.targets.base import CostInputs, CostModel, Measurement, Target
+from mpqc.targets.ort_cpu import CPU_SPACE, LayerAttribution, cpu_model, runs_on_cpu
+
+from mpqc.analysis import Analysis, Layer
+from mpqc.cache import Cache, content_key
+from mpqc.cpu import detect
+from mpqc.emit import emit
+from mpqc.errors import TargetError
+from mpqc.frontend import Prepared
+from mpqc.precision import FLOAT, W8A8, Precision
+from mpqc.scheme import Scheme
+from mpqc.stats import Calibration
+
+__all__ = ["OpenVinoCpuTarget", "OpenVinoCostModel", "openvino_version"]
+
+_ALTERNATES = ("alternate-int8", "alternate-float")
+_CACHE_VERSION = 1
+_MISSING = "openvino-cpu needs the openvino package: pip install 'mpqc[openvino]'"
+
+
+def openvino_version() -> str | None:
+    """The installed OpenVINO's version, or None where it is absent (checked before any work)."""
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return str(openvino.__version__)
+
+
+class OpenVinoCpuTarget(Target):
+    """OpenVINO's CPU plugin here, measured with `threads` threads (`warmup` and `repeats` runs)."""
+
+    name = "openvino-cpu"
+    description = "OpenVINO CPU plugin on this machine, measured"
+    measures = True
+    int8_kernels = True
+
+    def __init__(self, threads: int = 1, warmup: int = 10, repeats: int = 50) -> None:
+        if threads < 1 or warmup < 0 or repeats < 4:
+            raise TargetError("openvino-cpu needs threads >= 1, warmup >= 0 and repeats >= 4")
+        if openvino_version() is None:
+            raise TargetError(_MISSING)
+        self.threads, self.warmup, self.repeats = threads, warmup, repeats
+
+    def precisions(self) -> tuple[Precision, ...]:
+        return CPU_SPACE
+
+    def runs(self, layer: Layer, precision: Precision) -> bool:
+        return runs_on_cpu(layer, precision) and super().runs(layer, precision)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            **super().info(),
+            "threads": self.threads,
+            "cpu": cpu_model(),
+            "isa": detect().describe(),
+            "openvino": openvino_version(),
+        }
+
+    # -- running ---------------------------------------------------------------------------
+    def compiled(self, payload: bytes, profile: bool = False) -> Any:
+        """The model compiled for the CPU plugin (latency hint, `threads` threads)."""
+        import openvino as ov
+
+        core = ov.Core()
+        config: dict[str, Any] = {
+            "INFERENCE_NUM_THREADS": self.threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "PERF_COUNT": profile,
+        }
+        return core.compile_model(core.read_model(model=payload), "CPU", config)
+
+    def measure_interleaved(
+        self, payloads: list[bytes], feed: dict[str, np.ndarray], rounds: int | None = None
+    ) -> list[Measurement]:
+        """The models in turn, round after round (machine drift hits all alike); median and IQR."""
+        requests = [self.compiled(p).create_infer_request() for p in payloads]
+        for request in requests:
+            for _ in range(self.warmup):
+                request.infer(feed)
+        times: list[list[float]] = [[] for _ in requests]
+        for _ in range(rounds or self.repeats):
+            for i, request in enumerate(requests):
+                start = time.perf_counter()
+                request.infer(feed)
+                times[i].append(time.perf_counter() - start)
+        result = []
+        for values in times:
+            q = statistics.quantiles(values, n=4)
+            result.append(Measurement(statistics.median(values), q[2] - q[0], len(values)))
+        return result
+
+    def profile_nodes(self, payload: bytes, feed: dict[str, np.ndarray]) -> dict[str, float]:
+        """Median seconds of every executed node (`type|name`) under the performance counters."""
+        request = self.compiled(payload, profile=True).create_infer_request()
+        for _ in range(self.warmup):
+            request.infer(feed)
+        durations: dict[str, list[float]] = defaultdict(list)
+        for _ in range(self.repeats):
+            request.infer(feed)
+            for info in request.profiling_info:
+                seconds = info.real_time.total_seconds()
+                if seconds > 0:
+                    durations[f"{info.node_type}|{info.node_name}"].append(seconds)
+        return {key: statistics.median(values) for key, values in sorted(durations.items())}
+
+    # -- cost model ------------------------------------------------------------------------
+    def cost_model(self, inputs: CostInputs) -> OpenVinoCostModel:
+        """Profile the variants (or read them from the cache) for this model and input."""
+        prepared, feed = inputs.prepared, inputs.sample_feed()
+        labels = _variant_labels(prepared.analysis, self)
+        key = content_key(
+            {
+                "model": prepared.digest(),
+                "threads": self.threads,
+                "repeats": self.repeats,
+                "openvino": openvino_version(),
+                "cpu": cpu_model(),
+                "isa": detect().to_json(),
+                "feed": {k: list(v.shape) for k, v in sorted(feed.items())},
+                "variants": labels,
+            }
+        )
+        cache = Cache("openvino-cpu", _CACHE_VERSION, enabled=inputs.use_cache)
+        cached = cache.get(key, lambda data: OpenVinoCostModel.from_json(self, prepared, data, labels))
+        if cached is not None:
+            cached.use_feed(feed)
+            return cached
+        model = OpenVinoCostModel(self, prepared)
+        model.use_feed(feed)
+        payloads = [model.lower(_variant(prepared.analysis, label, self)) for label in labels]
+        profiles = {}
+        start = time.perf_counter()
+        for i, (label, payload) in enumerate(zip(labels, payloads)):
+            inputs.say(
+                f"openvino-cpu: profiling variant {i + 1}/{len(labels)} ({label}), {time.perf_counter() - start:.0f}s"
+            )
+            profiles[label] = self.profile_nodes(payload, feed)
+        inputs.say(f"openvino-cpu: timing the {len(labels)} variants interleaved")
+        walls = self.measure_interleaved(payloads, feed, rounds=2 * self.repeats)
+        model.set_profiles(profiles, {label: w.median_s for label, w in zip(labels, walls)})
+        model.spreads = {label: w.iqr_s for label, w in zip(labels, walls)}
+        cache.put(key, model.to_json())
+        return model
+
+
+def _variant_labels(analysis: Analysis, target: Target) -> list[str]:
+    used = [p.label for p in CPU_SPACE if any(target.runs(layer, p) for layer in analysis.layers)]
+    return used + list(_ALTERNATES)
+
+
+def _variant(analysis: Analysis, label: str, target: Target) -> Scheme:
+    if label not in _ALTERNATES:
+        precision = Precision.parse(label)
+        return Scheme({x.name: precision if target.runs(x, precision) else FLOAT for x in analysis.layers})
+    first, second = (W8A8, FLOAT) if label == "alternate-int8" else (FLOAT, W8A8)
+    return Scheme({name: (first if i % 2 == 0 else second) for i, name in enumerate(analysis.layer_names)})
+
+
+class OpenVinoCostModel(CostModel):
+    """Measured, additive costs of one model on `openvino-cpu` (see the module docstring)."""
+
+    measures = True
+
+    def __init__(self, target: OpenVinoCpuTarget, prepared: Prepared, cached: bool = False) -> None:
+        self.target, self.prepared, self.cached = target, prepared, cached
+        self.analysis = prepared.analysis
+        self.profiles: dict[str, dict[str, float]] = {}
+        self.walls: dict[str, float] = {}
+        self.spreads: dict[str, float] = {}
+        #: variant -> layer -> seconds; seconds no layer owns (median over variants)
+        self.variant_layers: dict[str, dict[str, float]] = {}
+        self.rest = 0.0
+        self._owner = LayerAttribution(self.analysis, prepared)
+        self._feed: dict[str, np.ndarray] | None = None
+
+    def lower(self, scheme: Scheme) -> bytes:
+        """The QDQ model OpenVINO reads for `scheme` (placeholder ranges: for timing only)."""
+        calibration = Calibration.placeholder(self.analysis.activation_tensors)
+        return emit(self.prepared, scheme, calibration, int8_kernels=True).payload()
+
+    def set_profiles(self, profiles: dict[str, dict[str, float]], walls: dict[str, float]) -> None:
+        self.profiles = profiles
+        self.set_walls(walls)
+
+    def set_walls(self, walls: dict[str, float]) -> None:
+        """Node times scaled so each variant's add up to its wall time; layer shares and the rest."""
+        self.walls = dict(walls)
+        rests = []
+        self.variant_layers = {}
+        for label, nodes in self.profiles.items():
+            scale = self.walls[label] / max(math.fsum(nodes.values()), 1e-12)
+            shares: dict[str, float] = defaultdict(float)
+            for key, seconds in nodes.items():
+                op, name = key.split("|", 1)
+                owner = self._owner.layer_of(op, name)
+                if owner is not None:
+                    shares[owner] += seconds * scale
+            self.variant_layers[label] = dict(shares)
+            rests.append(max(0.0, self.walls[label] - math.fsum(shares.values())))
+        self.rest = statistics.median(rests) if rests else 0.0
+
+    def layer_cost(self, layer: str, precision: Precision) -> float:
+        table = self.variant_layers.get(precision.label)
+        if table is None:
+            raise TargetError(f"openvino-cpu has no profile for {precision.label}; it runs {', '.join(self.walls)}")
+        return table.get(layer, 0.0)
+
+    def latency(self, scheme: Scheme) -> float:
+        return self.rest + math.fsum(self.layer_cost(name, p) for name, p in scheme.layers.items())
+
+    def use_feed(self, feed: dict[str, np.ndarray]) -> None:
+        self._feed = feed
+
+    def measure(self, schemes: Sequence[Scheme]) -> list[Measurement]:
+        if self._feed is None:
+            raise TargetError("openvino-cpu: no sample input to measure with")
+        return self.target.measure_interleaved([self.lower(s) for s in schemes], self._feed)
+
+    def measured_uniform(self) -> dict[str, Measurement]:
+        return {
+            label: Measurement(wall, self.spreads.get(label, 0.0), 2 * self.target.repeats)
+            for label, wall in self.walls.items()
+            if label not in _ALTERNATES
+        }
+
+    def info(self) -> dict[str, Any]:
+        return {"cached": self.cached, "variants": list(self.walls)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"profiles": self.profiles, "walls": self.walls, "spreads": self.spreads}
+
+    @classmethod
+    def from_json(
+        cls, target: OpenVinoCpuTarget, prepared: Prepared, data: Any, labels: list[str]
+    ) -> OpenVinoCostModel:
+        """Raises on anything but a complete table for the current variants."""
+        if set(data["walls"]) != set(labels) or set(data["profiles"]) != set(labels):
+            raise ValueError("variants differ")
+        for value in list(data["walls"].values()) + list(data["spreads"].values()):
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError("bad time")
+        model = cls(target, prepared, cached=True)
+        model.profiles = {k: {n: float(t) for n, t in v.items()} for k, v in data["profiles"].items()}
+        model.set_walls({k: float(v) for k, v in data["walls"].items()})
+        model.spreads = {k: float(v) for k, v in data["spreads"].items()}
+        return model

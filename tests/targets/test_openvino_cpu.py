@@ -1,0 +1,91 @@
+"""openvino-cpu: OpenVINO runs mpqc's QDQ models, costs are measured and cached, a scheme is
+priced on both CPU runtimes, and a missing OpenVINO is refused by name before any work.
+The `openvino` extra is part of the test extras; CI sets MPQC_REQUIRE_EXTRAS so that a
+missing OpenVINO fails here instead of skipping."""
+
+from __future__ import annotations
+
+import os
+
+import builders as b
+import numpy as np
+import pytest
+from mpqc.targets import OpenVinoCpuTarget, get_target
+from mpqc.targets.openvino_cpu import openvino_version
+
+import mpqc
+from mpqc.errors import TargetError
+from mpqc.precision import FLOAT, W8A8, Precision
+from mpqc.scheme import Scheme
+
+if openvino_version() is None:
+    if os.environ.get("MPQC_REQUIRE_EXTRAS"):
+        pytest.fail("OpenVINO is not installed (MPQC_REQUIRE_EXTRAS is set): pip install '.[openvino]'")
+    pytest.skip("the openvino extra is not installed", allow_module_level=True)
+
+
+class Inputs:
+    def __init__(self, prepared, feed, use_cache=True):
+        self.prepared, self.feed, self.use_cache, self.lines = prepared, feed, use_cache, []
+
+    def sample_feed(self):
+        return self.feed
+
+    def say(self, line):
+        self.lines.append(line)
+
+
+@pytest.fixture()
+def linear(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPQC_CACHE_DIR", str(tmp_path))
+    return mpqc.prepare(b.linear_stack()), {"x": np.zeros((1, 64), np.float32)}
+
+
+def test_profiles_every_form_caches_and_predicts(linear, tmp_path):
+    prepared, feed = linear
+    target = OpenVinoCpuTarget(warmup=2, repeats=5)
+    inputs = Inputs(prepared, feed)
+    costs = target.cost_model(inputs)
+    assert not costs.cached and any("openvino-cpu: profiling variant 1/" in line for line in inputs.lines)
+    assert {"w8a8", "w8a8d", "w4nb", "float"} <= set(costs.walls)
+    for layer in ("fc1", "fc2"):
+        assert costs.layer_cost(layer, W8A8) > 0 and costs.layer_cost(layer, FLOAT) > 0
+    mixed = Scheme({"fc1": Precision.parse("w8a8d"), "fc2": Precision.parse("w4nb")})
+    assert costs.latency(mixed) > 0 and len(costs.measure([mixed, Scheme.uniform(["fc1", "fc2"], W8A8)])) == 2
+    again = target.cost_model(Inputs(prepared, feed))
+    assert again.cached and again.walls == costs.walls
+
+
+def test_openvino_runs_the_emitted_model_like_onnx_runtime(linear):
+    """The QDQ model mpqc emits computes the same in both runtimes (OpenVINO's own int8
+    kernels): the target prices the model the user deploys, not another one."""
+    import onnxruntime as ort
+
+    x = b.rng(3).randn(32, 64).astype(np.float32)
+    result = mpqc.quantize(b.linear_stack(), "w8a8", {"x": x}, evaluate=False)
+    payload = result.model.SerializeToString()
+    ours = OpenVinoCpuTarget().compiled(payload).create_infer_request().infer({"x": x[:4]})
+    got = next(iter(ours.values()))
+    expected = ort.InferenceSession(payload, providers=["CPUExecutionProvider"]).run(None, {"x": x[:4]})[0]
+    assert np.abs(got - expected).max() <= 0.05 * np.abs(expected).max()
+
+
+def test_profile_and_compile_on_openvino(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPQC_CACHE_DIR", str(tmp_path / "cache"))
+    from mpqc.api import profile
+
+    report = profile(target="openvino-cpu")
+    assert report.target["name"] == "openvino-cpu" and report.target["openvino"]
+    assert set(report.measured) >= {"w8a8", "float"}
+    options = mpqc.CompileOptions(max_drop=0.02, qat_policy="never", levels=3, sensitivity_samples=16, progress=False)
+    result = mpqc.compile(target="openvino-cpu", output=tmp_path / "run", options=options)
+    assert result.winner.quality >= result.report["float"]["validation"] - 0.02
+    assert result.report["target"]["name"] == "openvino-cpu" and result.winner.measured_latency_s is not None
+
+
+def test_absent_openvino_is_refused_by_name(monkeypatch):
+    import mpqc.targets.openvino_cpu as module
+
+    monkeypatch.setattr(module, "openvino_version", lambda: None)
+    with pytest.raises(TargetError, match=r"openvino-cpu needs the openvino package: pip install 'mpqc\[openvino\]'"):
+        get_target("openvino-cpu")
