@@ -141,7 +141,7 @@ img {{ max-width: 100%; border: 1px solid #eee; margin: .5em 0; }}
 validation {_pct(winner["validation"])}%, test {_pct(winner["test"])}%
 (float {_pct(report["float"]["validation"])}% / {_pct(report["float"]["test"])}%),
 {report["qat_runs"]} QAT run(s), policy {html.escape(report["qat_policy"])}, {report["seconds"]:.1f} s<br>
-<b>Cost reached</b><br>{achieved}</p>
+<b>Cost reached</b><br>{achieved}{_elsewhere(report)}</p>
 <p><b>Objective.</b> {html.escape(report["objective"])}.</p>
 <h2>Candidates and the Pareto front</h2><img alt="pareto" src="{_uri(images["pareto"])}">
 <h2>Per-layer bit widths of the winner</h2><img alt="bits" src="{_uri(images["bits"])}">
@@ -154,6 +154,19 @@ validation {_pct(winner["validation"])}%, test {_pct(winner["test"])}%
 <h2>Notes</h2><ul>{notes}</ul>
 </body></html>
 """
+
+
+def _elsewhere(report: dict[str, Any]) -> str:
+    """The winner timed on the other measured CPU runtime, if the run did."""
+    other = report.get("elsewhere")
+    if not other:
+        return ""
+    if "error" in other:
+        return f"<br><b>On {html.escape(other['target'])}</b>: could not run ({html.escape(other['error'])})"
+    return (
+        f"<br><b>On {html.escape(other['target'])}</b>: the same model runs in {other['winner_ms']:.3f} ms, "
+        f"{other['ratio_to_float']:.3f}x its float model there ({other['float_ms']:.3f} ms), same run"
+    )
 
 
 def _splits(report: dict[str, Any]) -> str:

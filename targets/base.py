@@ -111,6 +111,12 @@ class Target(abc.ABC):
     def cost_model(self, inputs: CostInputs) -> CostModel:
         """Costs for the model in `inputs` (measured, or computed)."""
 
+    def measure_interleaved(
+        self, payloads: list[bytes], feed: dict[str, np.ndarray], rounds: int | None = None
+    ) -> list[Measurement]:
+        """Run the models (bytes) in turn, round after round, here (measuring targets only)."""
+        raise TargetError(f"target {self.name} cannot run models; it only predicts")
+
     def recipe_defaults(self) -> dict[str, Any]:
         """Recipe settings this target wants (e.g. the 8-bit weight range its kernels take)."""
         return {}

@@ -12,7 +12,8 @@ The pipeline, one stage per module of this package:
 6. QAT policy (`policies`): where QAT runs, as jobs stored as they finish
 7. winner (`winner`): best by validation quality, confirmed by measurement where the
    target measures
-8. report (`report`): model.onnx, scheme.json, report.json, report.html, compile.log
+8. report (`report`): model.onnx, scheme.json, report.json, report.html, compile.log; on a
+   measured CPU runtime the winner is also timed on the other one (`elsewhere`)
 """
 
 from __future__ import annotations
@@ -236,8 +237,16 @@ def _search(
         float_quality,
         notes,
     )
+    from mpqc.compiler.elsewhere import price_elsewhere
     from mpqc.report_html import render
 
+    report["elsewhere"] = price_elsewhere(workload, payload)
+    if report["elsewhere"] and "ratio_to_float" in report["elsewhere"]:
+        other = report["elsewhere"]
+        say(
+            f"on {other['target']}: the winner runs at {other['ratio_to_float']:.3f}x float "
+            f"({other['winner_ms']:.3f} ms)"
+        )
     run.write_bytes("model.onnx", payload)
     run.write_bytes("scheme.json", winner.scheme.dumps().encode())
     run.write_json("report.json", report)

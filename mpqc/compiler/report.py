@@ -107,5 +107,8 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("candidates", f"{len(report['candidates'])} ({len(report.get('pareto', []))} on the Pareto front)"),
         ("seconds", f"{report['seconds']:.1f}"),
     ]
+    other = report.get("elsewhere")
+    if other and "ratio_to_float" in other:
+        rows.append((f"on {other['target']}", f"{other['winner_ms']:.3f} ms = {other['ratio_to_float']:.3f}x float"))
     rows += [("budget " + line.split(":")[0], line.split(": ", 1)[1]) for line in winner["achieved"]]
     return rows

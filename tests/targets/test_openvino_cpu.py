@@ -81,6 +81,9 @@ def test_profile_and_compile_on_openvino(tmp_path, monkeypatch):
     result = mpqc.compile(target="openvino-cpu", output=tmp_path / "run", options=options)
     assert result.winner.quality >= result.report["float"]["validation"] - 0.02
     assert result.report["target"]["name"] == "openvino-cpu" and result.winner.measured_latency_s is not None
+    other = result.report["elsewhere"]  # the same model timed on ONNX Runtime, against its float model
+    assert other["target"] == "ort-cpu" and other["winner_ms"] > 0 and other["ratio_to_float"] > 0
+    assert "On ort-cpu" in (result.output / "report.html").read_text()
 
 
 def test_absent_openvino_is_refused_by_name(monkeypatch):
