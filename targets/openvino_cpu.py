@@ -207,6 +207,11 @@ class OpenVinoCostModel(CostModel):
         calibration = Calibration.placeholder(self.analysis.activation_tensors)
         return emit(self.prepared, scheme, calibration, int8_kernels=True).payload()
 
+    def variant_payloads(self) -> list[bytes]:
+        """The lowered variants, in the order of `walls` (re-timing them re-derives the costs)."""
+        labels = _variant_labels(self.analysis, self.target)
+        return [self.lower(_variant(self.analysis, label, self.target)) for label in labels]
+
     def set_profiles(self, profiles: dict[str, dict[str, float]], walls: dict[str, float]) -> None:
         self.profiles = profiles
         self.set_walls(walls)
