@@ -4,7 +4,9 @@ budget's reference in the same interleaved run; the first that fits wins.
 
 Quality-constrained (`max_drop`): the cheapest fitting candidate whose validation quality
 is within `max_drop` of float. On a target that measures latency, the cheapest few by
-prediction run interleaved with the reference, and the fastest measured wins."""
+prediction run interleaved with the reference, and the cheapest by prediction whose
+measurement meets the bound wins (not the fastest measured: timing noise between near
+equals must not change the scheme from one run to the next)."""
 
 from __future__ import annotations
 
@@ -99,7 +101,7 @@ def _cheapest_within(
     bound = latency.value * ref.median_s if latency.reference is not None else latency.value
     for candidate, time in zip(shortlist, times):
         candidate.measured_latency_s = time.median_s
-    inside = [(t.median_s, i) for i, t in enumerate(times) if t.median_s <= bound]
+    inside = [i for i, t in enumerate(times) if t.median_s <= bound]
     fallback = _reference_candidate(allowed, latency.reference, latency.value)
     if not inside and fallback is not None:
         say(
@@ -112,11 +114,11 @@ def _cheapest_within(
             f"none of the {len(shortlist)} cheapest candidates within {100 * max_drop:g} points met the latency "
             f"budget when measured on {workload.target.name if workload.target else 'the target'}; loosen the budget"
         )
-    _, pick = min(inside)
+    pick = inside[0]
     winner = shortlist[pick]
     say(
         f"max-drop: {len(allowed)} of {len(fitting)} candidates within {100 * max_drop:g} points; the "
-        f"{len(shortlist)} cheapest measured with the reference, fastest {winner.scheme.summary()} "
+        f"{len(shortlist)} cheapest measured with the reference: {winner.scheme.summary()} "
         f"{times[pick].median_s * 1e3:.3f} ms (bound {bound * 1e3:.3f} ms)"
     )
     return winner
