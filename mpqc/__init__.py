@@ -37,7 +37,7 @@ _LAZY = {
     "CompileOptions": "mpqc.compiler",
     "CompileResult": "mpqc.compiler",
     "QuantizeResult": "mpqc.api",
-    "ProfileReport": "mpqc.profile",
+    "ProfileReport": "mpqc.profiling",
     "QatConfig": "mpqc.training.config",
     "Recipe": "mpqc.recipe",
     "analyze": "mpqc.api",
@@ -47,6 +47,7 @@ _LAZY = {
     "profile": "mpqc.api",
     "qat": "mpqc.api",
     "compile": "mpqc.api",
+    "export_ort_options": "mpqc.api",
 }
 
 __all__ = [
@@ -83,6 +84,7 @@ __all__ = [
     "profile",
     "qat",
     "compile",
+    "export_ort_options",
 ]
 
 
@@ -109,7 +111,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from mpqc.compiler import CompileOptions, CompileResult
     from mpqc.frontend import Prepared
     from mpqc.precision import Precision
-    from mpqc.profile import ProfileReport
+    from mpqc.profiling import ProfileReport
     from mpqc.quality import Evaluation, QualityMeasure
     from mpqc.recipe import Recipe
     from mpqc.scheme import Scheme

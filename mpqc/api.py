@@ -22,7 +22,7 @@ from mpqc.errors import DataError
 from mpqc.frontend import ModelLike, Prepared, prepare
 from mpqc.modelio import atomic_write_bytes, check_output
 from mpqc.precision import Precision
-from mpqc.profile import ProfileReport, profile_workload
+from mpqc.profiling import ProfileReport, profile_workload
 from mpqc.quality import Evaluation, choose_measure
 from mpqc.recipe import Recipe
 from mpqc.scheme import Scheme
@@ -41,6 +41,7 @@ __all__ = [
     "profile",
     "qat",
     "compile",
+    "export_ort_options",
 ]
 
 SchemeLike = str | os.PathLike[str] | dict[str, Any] | Scheme
@@ -121,7 +122,7 @@ def quantize(
         calib_samples=calib_samples,
     )
     analysis = work.prepared.analysis
-    bound, fitted = Scheme.parse(scheme, analysis.layer_names).fitted_to(analysis)
+    bound, fitted = _scheme_for(scheme, work).fitted_to(analysis)
     if evaluate:
         _ = work.quality  # labels and metric checked before the calibration pass
     emitted = work.emit(bound, check=True)
@@ -146,6 +147,58 @@ def quantize(
     if output is not None:
         result.output = atomic_write_bytes(output, payload)
     return result
+
+
+def _scheme_for(spec: SchemeLike, work: Workload) -> Scheme:
+    """A scheme from a shorthand, an mpqc scheme (file or mapping), or ONNX Runtime quantizer
+    options (`TensorQuantOverrides`, as `export_ort_options` writes them)."""
+    import json
+
+    from mpqc.ort_overrides import is_ort_overrides, scheme_from_ort_overrides
+
+    data: Any = spec
+    if isinstance(spec, str | os.PathLike) and str(spec).endswith(".json") and Path(spec).is_file():
+        try:
+            data = json.loads(Path(spec).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            data = spec  # Scheme.parse names the problem
+    if is_ort_overrides(data):
+        initializers = set(work.prepared.model.graph.initializers)
+        return scheme_from_ort_overrides(data, work.prepared.analysis, initializers)
+    return Scheme.parse(spec, work.prepared.analysis.layer_names)
+
+
+def export_ort_options(
+    model: ModelLike | Prepared | None = None,
+    scheme: SchemeLike = "w8a8",
+    data: DataSpec = None,
+    output: str | os.PathLike[str] = "ort_options",
+    *,
+    recipe: Recipe | None = None,
+    calib_samples: int | None = None,
+) -> Path:
+    """Write `scheme` as ONNX Runtime `quantize_static` options (`ort_options.json`: the
+    TensorQuantOverrides with mpqc's calibrated activation ranges, nodes_to_exclude, global
+    options) and the prepared float model they name (`model.onnx`) into the folder `output`."""
+    import json
+
+    from mpqc.ort_overrides import to_ort_overrides
+
+    folder = Path(output)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise DataError(f"output folder {folder} exists and is not empty")
+    work = Workload.build(_default(model), data, recipe=recipe, calib_samples=calib_samples)
+    bound = _scheme_for(scheme, work)
+    layers = bound.layers.values()
+    resolved = work.resolve_recipe(
+        {p.a_bits for p in layers if p.quantizes_activations and p.a_bits},
+        {p.w_bits for p in layers if p.form == "qdq" and p.w_bits},
+    )
+    options = to_ort_overrides(work.prepared, bound, work.calibration, resolved)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(folder / "model.onnx", work.prepared.proto.SerializeToString())
+    atomic_write_bytes(folder / "ort_options.json", (json.dumps(options, indent=2) + "\n").encode())
+    return folder
 
 
 def evaluate(

@@ -13,11 +13,12 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 
-__all__ = ["ort_quantize_static", "ort_quantize_dynamic", "ort_matmul_nbits"]
+__all__ = ["ort_quantize_static", "ort_quantize_dynamic", "ort_matmul_nbits", "ort_quantize_with_options"]
 
 #: weight bits -> ORT QuantType name
 _WEIGHT_TYPES = {8: "QInt8", 4: "QInt4"}
@@ -118,4 +119,24 @@ def ort_matmul_nbits(
     quantizer = MatMulNBitsQuantizer(onnx.load(str(model)), algo_config=config)
     quantizer.process()
     quantizer.model.save_model_to_file(str(output), use_external_data_format=False)
+    return Path(output)
+
+
+def ort_quantize_with_options(
+    model: str | Path, calibration: Mapping[str, np.ndarray], output: str | Path, options: Mapping[str, Any]
+) -> Path:
+    """`quantize_static` with quantizer options as `mpqc.ort_overrides.to_ort_overrides`
+    writes them (JSON: types by name), on the calibration samples one at a time."""
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
+
+    from mpqc.ort_overrides import ort_quant_options
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = _samples(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    quantize_static(str(model), str(output), _Reader(), **ort_quant_options(options))
     return Path(output)

@@ -239,6 +239,20 @@ def _cmd_quantize(args: argparse.Namespace) -> None:
     _emit(args, result.to_json(), text)
 
 
+def _cmd_ort_options(args: argparse.Namespace) -> None:
+    from mpqc import api
+
+    folder = api.export_ort_options(
+        args.model, args.scheme, args.data, args.output, recipe=_recipe_of(args), calib_samples=args.calib_samples
+    )
+    text = (
+        f"wrote {folder}/ort_options.json and {folder}/model.onnx (the prepared float model the options name);\n"
+        "apply with onnxruntime.quantization.quantize_static(model.onnx, out.onnx, reader, **options), the type names "
+        "as QuantType (mpqc.ort_overrides.ort_quant_options converts them)"
+    )
+    _emit(args, {"output": str(folder)}, text)
+
+
 def _cmd_eval(args: argparse.Namespace) -> None:
     from mpqc import api
 
@@ -513,9 +527,23 @@ def build_parser() -> argparse.ArgumentParser:
         "output",
     )
     p.add_argument(
-        "--scheme", default="w8a8", help="a precision for every layer (w8a8, w4a8, ..., float) or a scheme .json"
+        "--scheme",
+        default="w8a8",
+        help="a precision for every layer (w8a8, w4a8, ..., float), a scheme .json, or ONNX Runtime quantizer "
+        "options (.json with TensorQuantOverrides)",
     )
     p.set_defaults(func=_cmd_quantize)
+
+    p = add(
+        "ort-options",
+        "write a scheme as ONNX Runtime quantize_static options (TensorQuantOverrides) with the model they name",
+        "model",
+        "data",
+        "recipe",
+    )
+    p.add_argument("--scheme", default="w8a8", help="a precision for every layer, or a scheme .json")
+    p.add_argument("-o", "--output", required=True, help="a new folder: ort_options.json and model.onnx")
+    p.set_defaults(func=_cmd_ort_options)
 
     p = add("eval", "quality of a model in ONNX Runtime; with --reference, fidelity to the float model", "data")
     p.add_argument("model", help="ONNX model (float or QDQ)")
