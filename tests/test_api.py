@@ -99,3 +99,12 @@ def test_errors_are_subclasses_a_caller_can_catch(tmp_path):
         mpqc.analyze(tmp_path / "missing.onnx")
     with pytest.raises(mpqc.MpqcError):
         mpqc.quantize(scheme="w3a3")
+
+
+def test_every_exported_function_stays_callable_after_the_api_is_loaded():
+    """A submodule named like an API function (mpqc/profile.py once) replaces it on import."""
+    import importlib
+
+    importlib.import_module("mpqc.api")
+    for name in ("analyze", "prepare", "quantize", "evaluate", "profile", "qat", "compile", "export_ort_options"):
+        assert callable(getattr(mpqc, name)), name
