@@ -45,6 +45,17 @@ Reporter = Callable[[str], None]
 _REFERENCE_SCHEMES = {"int8": W8A8, "float": FLOAT}
 
 
+def _check_references(budget: Budget, target: Target) -> None:
+    """A relative budget's reference must be a scheme the target runs (before any work)."""
+    runs = {p.label for p in target.precisions()}
+    for limit in budget.limits:
+        if limit.reference is not None and _REFERENCE_SCHEMES[limit.reference].label not in runs:
+            raise BudgetError(
+                f"budget {limit.describe()} is relative to uniform {limit.reference}, which target {target.name} "
+                f"does not run; it runs {', '.join(sorted(runs))}: give an absolute budget"
+            )
+
+
 def stderr_reporter() -> Reporter:
     """Progress lines on stderr, stamped with the seconds since the start."""
     start = time.perf_counter()
@@ -120,6 +131,8 @@ class Workload:
         parsed_budget = Budget.parse(budget) if isinstance(budget, str) else budget
         if parsed_budget is not None and resolved_target is None:
             raise BudgetError("a budget needs a target to price it")
+        if parsed_budget is not None and resolved_target is not None:
+            _check_references(parsed_budget, resolved_target)
         prepared = prepare(model)
         if require_layers:
             prepared.require_layers()

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mpqc.budget import Budget
 from mpqc.cost import SchemeCost
 from mpqc.errors import BudgetError
+from mpqc.workload import Workload
 
 REF = {"int8": SchemeCost(0.004, 100_000, 1, 1), "float": SchemeCost(0.010, 400_000, 4, 4)}
 
@@ -50,3 +53,12 @@ def test_achieved_speaks_the_budgets_units():
 def test_bad_budgets(text):
     with pytest.raises(BudgetError):
         Budget.parse(text)
+
+
+def test_a_reference_the_target_cannot_run_is_refused_before_any_work(tmp_path):
+    """`latency=0.5xfloat` on a chip without a float path: refused by name, the model is not even loaded."""
+    text = (Path(__file__).resolve().parents[1] / "targets" / "mcu.toml").read_text()
+    path = tmp_path / "nofloat.toml"
+    path.write_text(text.replace("float = 6.0\n", ""))
+    with pytest.raises(BudgetError, match="relative to uniform float, which target mcu does not run"):
+        Workload.build("missing.onnx", target=str(path), budget="latency=0.5xfloat")
