@@ -100,9 +100,10 @@ def test_bert_compiles_on_ort_cpu_within_one_point(bert, tmp_path):
     assert report["pareto"] and result.winner.measured_latency_s is not None
     floor = report["float"]["validation"] - 0.01
     inside = sorted((c for c in result.candidates if c.fits and c.quality >= floor), key=lambda c: c.cost.latency_s)
-    # the cheapest by prediction of the five cheapest whose measurement meets latency=1xfloat
+    # measured among the five cheapest, within the noise of the fastest of them
     measured = [c for c in inside[:5] if c.measured_latency_s is not None]
     assert result.winner in measured
+    assert result.winner.measured_latency_s <= 1.5 * min(c.measured_latency_s for c in measured)
     assert all(c.cost.latency_s >= result.winner.cost.latency_s for c in inside[5:])
 
 

@@ -4,9 +4,11 @@ budget's reference in the same interleaved run; the first that fits wins.
 
 Quality-constrained (`max_drop`): the cheapest fitting candidate whose validation quality
 is within `max_drop` of float. On a target that measures latency, the cheapest few by
-prediction run interleaved with the reference, and the cheapest by prediction whose
-measurement meets the bound wins (not the fastest measured: timing noise between near
-equals must not change the scheme from one run to the next)."""
+prediction run interleaved with the reference; among those that meet the bound, the ones
+measured within the noise of the fastest (its interquartile range, at least 2%) are near
+equals, and the cheapest of them by prediction wins: a clearly faster scheme is never
+passed over for a prediction error, and timing noise between near equals does not change
+the scheme from one run to the next."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from mpqc.workload import Workload
 __all__ = ["rank", "choose_winner", "within_drop"]
 
 _REFERENCES = {"int8": W8A8, "float": FLOAT}
+#: measured latencies within this fraction of the fastest are near equals (max-drop)
+NEAR_EQUAL = 0.02
 
 
 def rank(candidates: Sequence[Candidate], metric: str) -> list[Candidate]:
@@ -114,7 +118,9 @@ def _cheapest_within(
             f"none of the {len(shortlist)} cheapest candidates within {100 * max_drop:g} points met the latency "
             f"budget when measured on {workload.target.name if workload.target else 'the target'}; loosen the budget"
         )
-    pick = inside[0]
+    fastest = min(inside, key=lambda i: times[i].median_s)
+    noise = max(NEAR_EQUAL, times[fastest].iqr_s / max(times[fastest].median_s, 1e-12))
+    pick = next(i for i in inside if times[i].median_s <= times[fastest].median_s * (1 + noise))
     winner = shortlist[pick]
     say(
         f"max-drop: {len(allowed)} of {len(fitting)} candidates within {100 * max_drop:g} points; the "
