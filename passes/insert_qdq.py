@@ -174,6 +174,10 @@ class InsertQDQPass(ir.passes.InPlacePass):
             if layer is not None and not layer.scope:
                 if self._lowered(self.scheme[layer.name]):
                     region[out] = (self._region_params(out), True)
+            elif node.op_type == "Split" and acts and acts[0] in region:  # every part keeps the input's grid
+                for part in node.outputs:
+                    if part is not None and not part.is_graph_output():
+                        region[part] = (region[acts[0]][0], False)
             elif node.op_type in SHARED_SCALE_OPS and acts and acts[0] in region:
                 region[out] = (region[acts[0]][0], False)
             elif (

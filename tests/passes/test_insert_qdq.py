@@ -213,3 +213,43 @@ def test_a_form_on_a_convolution_is_refused_by_the_pass():
     scheme = Scheme.parse("w8a8d", prepared.analysis.layer_names)
     with pytest.raises(mpqc.MpqcError, match="conv1: w8a8d applies to MatMul/Gemm"):
         work.emit(scheme)
+
+
+def test_int8_region_runs_through_silu_and_split():
+    """Conv -> Sigmoid, Mul (SiLU) -> Split -> two Convs: the SiLU gets quantizers of its own
+    and every part of the Split keeps its input's grid, so ORT keeps the block in int8."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    r = b.rng(2)
+    nodes = [
+        h.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1], name="conv1"),
+        h.make_node("Sigmoid", ["c"], ["s"], name="sig"),
+        h.make_node("Mul", ["c", "s"], ["silu"], name="silu"),
+        h.make_node("Split", ["silu", "parts"], ["p0", "p1"], axis=1, name="split"),
+        h.make_node("Conv", ["p0", "w2"], ["y0"], name="conv2"),
+        h.make_node("Conv", ["p1", "w3"], ["y1"], name="conv3"),
+        h.make_node("Add", ["y0", "y1"], ["y"], name="add"),
+    ]
+    inits = [
+        b.init("w1", r.randn(8, 3, 3, 3).astype(np.float32) * 0.3),
+        b.init("parts", np.array([4, 4], np.int64)),
+        b.init("w2", r.randn(4, 4, 1, 1).astype(np.float32) * 0.3),
+        b.init("w3", r.randn(4, 4, 1, 1).astype(np.float32) * 0.3),
+    ]
+    proto = b.model(
+        nodes,
+        [h.make_tensor_value_info("x", T.FLOAT, [1, 3, 8, 8])],
+        [h.make_tensor_value_info("y", T.FLOAT, [1, 4, 8, 8])],
+        inits,
+        opset=18,
+    )
+    model = _quantized("w8a8", proto)
+    by_name = {n.name: n for n in model.graph}
+    for op in ("sig", "silu"):
+        assert by_name[op].outputs[0].uses()[0].node.op_type == "QuantizeLinear"
+    split = next(n for n in model.graph if n.op_type == "Split")
+    scales = {tuple(np.atleast_1d(p.uses()[0].node.inputs[1].const_value.numpy())) for p in split.outputs}
+    source = split.inputs[0].producer()
+    assert source.op_type == "DequantizeLinear" and len(scales) == 1
+    assert scales == {tuple(np.atleast_1d(source.inputs[1].const_value.numpy()))}
