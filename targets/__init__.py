@@ -57,4 +57,6 @@ def get_target(spec: str | Target, threads: int = 1) -> Target:
     if shipped.is_file():
         return load_target_file(shipped)
     names = ", ".join(t.name for t in builtin_targets())
+    if openvino_version() is None:
+        names += ", openvino-cpu (with the openvino extra)"
     raise TargetError(f"unknown target {spec!r}; built-in targets: {names}, or a .toml file")
