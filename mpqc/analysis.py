@@ -65,13 +65,20 @@ class Layer:
         return asdict(self)
 
 
-def takes_form(layer: Layer, form: str) -> bool:
+def takes_form(layer: Layer, form: str, block: int = 0) -> bool:
     """Whether a precision of `form` can be emitted for `layer`: the static QDQ form for every
     layer; the dynamic and nbits forms for MatMul/Gemm layers with a 2-D weight only (there
-    is no fast ONNX Runtime kernel for them on convolutions)."""
+    is no fast ONNX Runtime kernel for them on convolutions); nbits only where the reduction
+    axis K is a whole number of `block`s (OpenVINO refuses a partial block, and ORT's
+    MatMulNBits fusion is built for whole blocks)."""
     if form == "qdq":
         return True
-    return layer.op_type in MATMUL_FORM_OPS and len(layer.weight_shape) == 2
+    if layer.op_type not in MATMUL_FORM_OPS or len(layer.weight_shape) != 2:
+        return False
+    if form == "nbits" and block:
+        k = layer.weight_shape[1 - (layer.channel_axis or 0)] if layer.channel_axis in (0, 1) else 0
+        return k >= block and k % block == 0
+    return True
 
 
 @dataclass(frozen=True)

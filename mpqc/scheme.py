@@ -60,13 +60,13 @@ class Scheme:
         layers = dict(self.layers)
         for layer in analysis.layers:
             precision = layers.get(layer.name)
-            if precision is not None and not takes_form(layer, precision.form):
+            if precision is not None and not takes_form(layer, precision.form, precision.block):
                 layers[layer.name] = FLOAT
                 moved[precision.label] += 1
                 kinds.setdefault(precision.label, set()).add(layer.op_type)
         notes = [
-            f"{label} applies to MatMul/Gemm layers only: {count} {'/'.join(sorted(kinds[label]))} layer(s) "
-            "stay in float"
+            f"{label} applies to MatMul/Gemm layers only (nbits: whole blocks along K): {count} "
+            f"{'/'.join(sorted(kinds[label]))} layer(s) stay in float"
             for label, count in sorted(moved.items())
         ]
         return (Scheme(layers) if moved else self), notes

@@ -92,9 +92,10 @@ class InsertQDQPass(ir.passes.InPlacePass):
             prec = self.scheme[name]
             if prec.form == "qdq":
                 continue
-            if not takes_form(layer, prec.form):
+            if not takes_form(layer, prec.form, prec.block):
                 raise MpqcError(
-                    f"layer {name}: {prec.label} applies to MatMul/Gemm layers with a 2-D weight, not {layer.op_type}"
+                    f"layer {name}: {prec.label} applies to MatMul/Gemm layers with a 2-D weight (for nbits, a "
+                    f"whole number of blocks along K), not {layer.op_type} {list(layer.weight_shape)}"
                 )
             if nodes[name].op_type == "Gemm":
                 nodes[name] = self._gemm_as_matmul(nodes[name])

@@ -76,7 +76,7 @@ def runs_on_cpu(layer: Layer, precision: Precision) -> bool:
     forms only for MatMul/Gemm, and not inside If branches)."""
     return (
         layer.op_type in QUANTIZABLE_OPS
-        and takes_form(layer, precision.form)
+        and takes_form(layer, precision.form, precision.block)
         and not (layer.scope and precision.form != "qdq")
     )
 

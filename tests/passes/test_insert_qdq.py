@@ -204,7 +204,21 @@ def test_nbits_form_is_a_blocked_dequantize_that_fuses_into_matmulnbits(tmp_path
 def test_forms_leave_convolutions_in_float_with_a_note():
     result = mpqc.quantize(b.conv_relu_gemm(), "w8a8d", {"x": b.rng(0).randn(16, 3, 8, 8).astype(np.float32)})
     assert result.scheme["conv1"].is_float and result.scheme["fc"].label == "w8a8d"
-    assert any("w8a8d applies to MatMul/Gemm layers only: 1 Conv" in note for note in result.notes)
+    assert any(
+        "w8a8d applies to MatMul/Gemm layers only (nbits: whole blocks along K): 1 Conv" in n for n in result.notes
+    )
+
+
+def test_nbits_needs_whole_blocks_along_k():
+    """OpenVINO refuses a blocked DequantizeLinear with a partial block: conv_relu_gemm's Gemm
+    has K = 8, less than a block of 16, and stays in float; the linear stack's K = 64 and 128 take it."""
+    from mpqc.analysis import takes_form
+
+    fc = mpqc.prepare(b.conv_relu_gemm()).analysis.layer("fc")
+    assert takes_form(fc, "dynamic") and not takes_form(fc, "nbits", 16)
+    linear = mpqc.prepare(b.linear_stack()).analysis
+    assert all(takes_form(layer, "nbits", 32) for layer in linear.layers)
+    assert not takes_form(linear.layer("fc1"), "nbits", 128)  # K = 64
 
 
 def test_a_form_on_a_convolution_is_refused_by_the_pass():
