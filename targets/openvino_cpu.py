@@ -18,6 +18,7 @@ its predictions are checked in `benchmarks/cross_runtime.py`.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import time
@@ -27,21 +28,29 @@ from typing import Any
 
 import numpy as np
 from mpqc.targets.base import CostInputs, CostModel, Measurement, Target
-from mpqc.targets.ort_cpu import CPU_SPACE, LayerAttribution, cpu_model, runs_on_cpu
+from mpqc.targets.ort_cpu import (
+    ALTERNATES,
+    CPU_SPACE,
+    LayerAttribution,
+    cpu_model,
+    interleave,
+    runs_on_cpu,
+    variant_labels,
+    variant_scheme,
+)
 
-from mpqc.analysis import Analysis, Layer
+from mpqc.analysis import Layer
 from mpqc.cache import Cache, content_key
 from mpqc.cpu import detect
 from mpqc.emit import emit
 from mpqc.errors import TargetError
 from mpqc.frontend import Prepared
-from mpqc.precision import FLOAT, W8A8, Precision
+from mpqc.precision import Precision
 from mpqc.scheme import Scheme
 from mpqc.stats import Calibration
 
 __all__ = ["OpenVinoCpuTarget", "OpenVinoCostModel", "openvino_version"]
 
-_ALTERNATES = ("alternate-int8", "alternate-float")
 _CACHE_VERSION = 1
 _MISSING = "openvino-cpu needs the openvino package: pip install 'mpqc[openvino]'"
 
@@ -103,20 +112,8 @@ class OpenVinoCpuTarget(Target):
     ) -> list[Measurement]:
         """The models in turn, round after round (machine drift hits all alike); median and IQR."""
         requests = [self.compiled(p).create_infer_request() for p in payloads]
-        for request in requests:
-            for _ in range(self.warmup):
-                request.infer(feed)
-        times: list[list[float]] = [[] for _ in requests]
-        for _ in range(rounds or self.repeats):
-            for i, request in enumerate(requests):
-                start = time.perf_counter()
-                request.infer(feed)
-                times[i].append(time.perf_counter() - start)
-        result = []
-        for values in times:
-            q = statistics.quantiles(values, n=4)
-            result.append(Measurement(statistics.median(values), q[2] - q[0], len(values)))
-        return result
+        runs = [functools.partial(request.infer, feed) for request in requests]
+        return interleave(runs, self.warmup, rounds or self.repeats)
 
     def profile_nodes(self, payload: bytes, feed: dict[str, np.ndarray]) -> dict[str, float]:
         """Median seconds of every executed node (`type|name`) under the performance counters."""
@@ -136,7 +133,7 @@ class OpenVinoCpuTarget(Target):
     def cost_model(self, inputs: CostInputs) -> OpenVinoCostModel:
         """Profile the variants (or read them from the cache) for this model and input."""
         prepared, feed = inputs.prepared, inputs.sample_feed()
-        labels = _variant_labels(prepared.analysis, self)
+        labels = variant_labels(prepared.analysis, self)
         key = content_key(
             {
                 "model": prepared.digest(),
@@ -156,7 +153,7 @@ class OpenVinoCpuTarget(Target):
             return cached
         model = OpenVinoCostModel(self, prepared)
         model.use_feed(feed)
-        payloads = [model.lower(_variant(prepared.analysis, label, self)) for label in labels]
+        payloads = [model.lower(variant_scheme(prepared.analysis, label, self)) for label in labels]
         profiles = {}
         start = time.perf_counter()
         for i, (label, payload) in enumerate(zip(labels, payloads)):
@@ -170,19 +167,6 @@ class OpenVinoCpuTarget(Target):
         model.spreads = {label: w.iqr_s for label, w in zip(labels, walls)}
         cache.put(key, model.to_json())
         return model
-
-
-def _variant_labels(analysis: Analysis, target: Target) -> list[str]:
-    used = [p.label for p in CPU_SPACE if any(target.runs(layer, p) for layer in analysis.layers)]
-    return used + list(_ALTERNATES)
-
-
-def _variant(analysis: Analysis, label: str, target: Target) -> Scheme:
-    if label not in _ALTERNATES:
-        precision = Precision.parse(label)
-        return Scheme({x.name: precision if target.runs(x, precision) else FLOAT for x in analysis.layers})
-    first, second = (W8A8, FLOAT) if label == "alternate-int8" else (FLOAT, W8A8)
-    return Scheme({name: (first if i % 2 == 0 else second) for i, name in enumerate(analysis.layer_names)})
 
 
 class OpenVinoCostModel(CostModel):
@@ -209,8 +193,8 @@ class OpenVinoCostModel(CostModel):
 
     def variant_payloads(self) -> list[bytes]:
         """The lowered variants, in the order of `walls` (re-timing them re-derives the costs)."""
-        labels = _variant_labels(self.analysis, self.target)
-        return [self.lower(_variant(self.analysis, label, self.target)) for label in labels]
+        labels = variant_labels(self.analysis, self.target)
+        return [self.lower(variant_scheme(self.analysis, label, self.target)) for label in labels]
 
     def set_profiles(self, profiles: dict[str, dict[str, float]], walls: dict[str, float]) -> None:
         self.profiles = profiles
@@ -254,7 +238,7 @@ class OpenVinoCostModel(CostModel):
         return {
             label: Measurement(wall, self.spreads.get(label, 0.0), 2 * self.target.repeats)
             for label, wall in self.walls.items()
-            if label not in _ALTERNATES
+            if label not in ALTERNATES
         }
 
     def info(self) -> dict[str, Any]:

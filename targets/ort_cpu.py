@@ -20,6 +20,7 @@ space uses are built, so no model ONNX Runtime cannot run is ever profiled.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -29,7 +30,7 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,18 @@ from mpqc.precision import FLOAT, W8A8, Precision
 from mpqc.scheme import Scheme
 from mpqc.stats import Calibration
 
-__all__ = ["OrtCpuTarget", "OrtCpuCostModel", "CPU_SPACE", "LayerAttribution", "cpu_model", "runs_on_cpu"]
+__all__ = [
+    "OrtCpuTarget",
+    "OrtCpuCostModel",
+    "CPU_SPACE",
+    "ALTERNATES",
+    "LayerAttribution",
+    "cpu_model",
+    "runs_on_cpu",
+    "variant_labels",
+    "variant_scheme",
+    "interleave",
+]
 
 _TOKEN = re.compile(r"(_token_\d+)+$")
 _ACT_QDQ = re.compile(r"^(?P<tensor>.+?)(_container)?(_a(?P<bits>\d))?_(Q|DQ)$")
@@ -56,7 +68,7 @@ _ACT_QDQ = re.compile(r"^(?P<tensor>.+?)(_container)?(_a(?P<bits>\d))?_(Q|DQ)$")
 #: there, so sub-8-bit activations and weights with activations buy neither speed nor size
 CPU_SPACE = (W8A8, Precision.parse("w8a8d"), Precision.parse("w4nb"), Precision(8, None), Precision(4, None), FLOAT)
 #: variants beside the uniform ones: borders between int8 and float layers
-_ALTERNATES = ("alternate-int8", "alternate-float")
+ALTERNATES = ("alternate-int8", "alternate-float")
 _CACHE_VERSION = 7
 
 
@@ -128,20 +140,8 @@ class OrtCpuTarget(Target):
         """Run the models in turn, round after round, so that the machine's drift (large on
         shared VMs) hits all of them alike; median and IQR per model."""
         sessions = [self.session(p) for p in payloads]
-        for session in sessions:
-            for _ in range(self.warmup):
-                session.run(None, feed)
-        times: list[list[float]] = [[] for _ in sessions]
-        for _ in range(rounds or self.repeats):
-            for i, session in enumerate(sessions):
-                start = time.perf_counter()
-                session.run(None, feed)
-                times[i].append(time.perf_counter() - start)
-        result = []
-        for values in times:
-            q = statistics.quantiles(values, n=4)
-            result.append(Measurement(statistics.median(values), q[2] - q[0], len(values)))
-        return result
+        runs = [functools.partial(session.run, None, feed) for session in sessions]
+        return interleave(runs, self.warmup, rounds or self.repeats)
 
     def profile_nodes(self, payload: bytes, feed: dict[str, np.ndarray]) -> dict[tuple[str, str], float]:
         """Median seconds of every optimized node under ONNX Runtime's profiler."""
@@ -182,7 +182,7 @@ class OrtCpuTarget(Target):
                 "cpu": cpu_model(),
                 "isa": detect().to_json(),
                 "feed": {k: list(v.shape) for k, v in sorted(feed.items())},
-                "variants": _variant_labels(prepared.analysis, self),
+                "variants": variant_labels(prepared.analysis, self),
             }
         )
         cache = Cache("ort-cpu", _CACHE_VERSION, enabled=inputs.use_cache)
@@ -192,7 +192,7 @@ class OrtCpuTarget(Target):
             return cached
         model = OrtCpuCostModel(self, prepared)
         model.use_feed(feed)
-        labels = _variant_labels(prepared.analysis, self)
+        labels = variant_labels(prepared.analysis, self)
         payloads = model.variant_payloads()
         profiles = {}
         start = time.perf_counter()
@@ -209,16 +209,35 @@ class OrtCpuTarget(Target):
         return model
 
 
-def _variant_labels(analysis: Analysis, target: OrtCpuTarget) -> list[str]:
+def interleave(runs: Sequence[Callable[[], object]], warmup: int, rounds: int) -> list[Measurement]:
+    """Each run `warmup` times, then all in turn, round after round, so that the machine's
+    drift (large on shared VMs) hits all of them alike; median and IQR per run."""
+    for run in runs:
+        for _ in range(warmup):
+            run()
+    times: list[list[float]] = [[] for _ in runs]
+    for _ in range(rounds):
+        for i, run in enumerate(runs):
+            start = time.perf_counter()
+            run()
+            times[i].append(time.perf_counter() - start)
+    result = []
+    for values in times:
+        q = statistics.quantiles(values, n=4)
+        result.append(Measurement(statistics.median(values), q[2] - q[0], len(values)))
+    return result
+
+
+def variant_labels(analysis: Analysis, target: Target) -> list[str]:
     """The uniform variant of every precision some layer runs (a form no layer takes would
     only repeat the float variant), and the alternating ones."""
     used = [p.label for p in CPU_SPACE if any(target.runs(layer, p) for layer in analysis.layers)]
-    return used + list(_ALTERNATES)
+    return used + list(ALTERNATES)
 
 
-def _variant(analysis: Analysis, label: str, target: OrtCpuTarget) -> Scheme:
+def variant_scheme(analysis: Analysis, label: str, target: Target) -> Scheme:
     """A precision on every layer that runs it (float elsewhere), or an alternating scheme."""
-    if label not in _ALTERNATES:
+    if label not in ALTERNATES:
         precision = Precision.parse(label)
         return Scheme({x.name: precision if target.runs(x, precision) else FLOAT for x in analysis.layers})
     names = analysis.layer_names
@@ -256,8 +275,8 @@ class OrtCpuCostModel(CostModel):
         return emit(self.prepared, scheme, calibration, int8_kernels=True).payload()
 
     def variant_payloads(self) -> list[bytes]:
-        labels = _variant_labels(self.analysis, self.target)
-        return [self.lower(_variant(self.analysis, label, self.target)) for label in labels]
+        labels = variant_labels(self.analysis, self.target)
+        return [self.lower(variant_scheme(self.analysis, label, self.target)) for label in labels]
 
     def set_profiles(self, profiles: dict[str, dict[tuple[str, str], float]], walls: dict[str, float]) -> None:
         self.profiles = {
@@ -320,7 +339,7 @@ class OrtCpuCostModel(CostModel):
         return {
             label: Measurement(wall, self.spreads.get(label, 0.0), 2 * self.target.repeats)
             for label, wall in self.walls.items()
-            if label not in _ALTERNATES
+            if label not in ALTERNATES
         }
 
     def info(self) -> dict[str, Any]:
@@ -332,7 +351,7 @@ class OrtCpuCostModel(CostModel):
     @classmethod
     def from_json(cls, target: OrtCpuTarget, prepared: Prepared, data: Any, cached: bool) -> OrtCpuCostModel:
         """Raises on anything but a complete table for the current variants."""
-        labels = _variant_labels(prepared.analysis, target)
+        labels = variant_labels(prepared.analysis, target)
         if set(data["walls"]) != set(labels) or set(data["profiles"]) != set(labels):
             raise ValueError("variants differ")
         for value in list(data["walls"].values()) + list(data["spreads"].values()):
