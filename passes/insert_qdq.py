@@ -338,21 +338,9 @@ class InsertQDQPass(ir.passes.InPlacePass):
         storage = np.int8 if lowered else params.zero_point_array().dtype
         q = np.clip(np.rint(weight / scale_b) + zp_b, params.qmin, params.qmax).astype(storage)
         hint = f"{layer.name}_w{prec.w_bits}"
-        q_value = self._constant(f"{hint}_quantized", q)
-        scale = self._constant(f"{hint}_scale", params.scale)
-        zero = self._constant(f"{hint}_zero_point", params.zero_point_array().astype(storage))
-        dq_out = ir.Value(name=self._names.value(f"{hint}_dequantized"), shape=ir.Shape(weight.shape))
-        dq_out.dtype = ir.DataType.FLOAT
         attrs = {"axis": axis} if axis is not None else {}
-        dq = ir.node(
-            "DequantizeLinear",
-            [q_value, scale, zero],
-            attrs,
-            outputs=[dq_out],
-            name=self._names.node(f"{hint}_DQ"),
-            metadata_props={**_meta("weight", params, layer=layer.name), "mpqc.source": layer.weight},
-        )
-        _owner(node).insert_before(node, [dq])
+        meta = {**_meta("weight", params, layer=layer.name), "mpqc.source": layer.weight}
+        dq_out = self._weight_dq(node, hint, q, params.scale, params.zero_point_array().astype(storage), attrs, meta)
         # quantized activations but no int8 kernel (only w8a8 is one unless lowering): guard
         guard = not lowered and prec.quantizes_activations
         node.replace_input_with(1, self._guard(node, dq_out, hint) if guard else dq_out)
@@ -377,28 +365,40 @@ class InsertQDQPass(ir.passes.InPlacePass):
             attrs, extra_bytes = {"axis": 1}, 0
         storage = params.zero_point_array().dtype
         q = np.clip(np.rint(weight / scale_b) + zp_b, params.qmin, params.qmax).astype(storage)
-        hint = f"{layer.name}_w{prec.w_bits}"
-        q_value = self._constant(f"{hint}_quantized", q)
-        scale = self._constant(f"{hint}_scale", params.scale)
-        zero = self._constant(f"{hint}_zero_point", params.zero_point_array())
-        dq_out = ir.Value(name=self._names.value(f"{hint}_dequantized"), shape=ir.Shape(weight.shape))
-        dq_out.dtype = ir.DataType.FLOAT
         meta = {**_meta("weight", params, layer=layer.name), "mpqc.form": prec.form}
         if prec.form == "nbits":
             meta["mpqc.block"] = str(prec.block)
         source = node.inputs[1]
         meta["mpqc.source"] = layer.weight if source is not None and source.name == layer.weight else ""
-        dq = ir.node(
-            "DequantizeLinear",
-            [q_value, scale, zero],
-            attrs,
-            outputs=[dq_out],
-            name=self._names.node(f"{hint}_DQ"),
-            metadata_props=meta,
-        )
-        _owner(node).insert_before(node, [dq])
+        hint = f"{layer.name}_w{prec.w_bits}"
+        dq_out = self._weight_dq(node, hint, q, params.scale, params.zero_point_array(), attrs, meta)
         node.replace_input_with(1, dq_out)
         return (int(weight.size) * prec.w_bits + 7) // 8 + int(extra_bytes)
+
+    def _weight_dq(
+        self,
+        node: ir.Node,
+        hint: str,
+        q: np.ndarray,
+        scale: np.ndarray,
+        zero: np.ndarray,
+        attrs: dict[str, int],
+        meta: dict[str, str],
+    ) -> ir.Value:
+        """The weight's integers, scale and zero point as initializers behind a
+        DequantizeLinear inserted before `node`; returns its output."""
+        inputs = [
+            self._constant(f"{hint}_quantized", q),
+            self._constant(f"{hint}_scale", scale),
+            self._constant(f"{hint}_zero_point", zero),
+        ]
+        out = ir.Value(name=self._names.value(f"{hint}_dequantized"), shape=ir.Shape(q.shape))
+        out.dtype = ir.DataType.FLOAT
+        dq = ir.node(
+            "DequantizeLinear", inputs, attrs, outputs=[out], name=self._names.node(f"{hint}_DQ"), metadata_props=meta
+        )
+        _owner(node).insert_before(node, [dq])
+        return out
 
     def _dynamic_before(self, node: ir.Node, value: ir.Value, hint: str) -> ir.Value:
         """DynamicQuantizeLinear -> DequantizeLinear: uint8 at each run's own range."""
