@@ -12,10 +12,12 @@ import os
 import numpy as np
 import onnxruntime as ort
 import pytest
+from mpqc.targets import OrtCpuTarget
 
 import mpqc
 from mpqc.baselines import ort_quantize_static
 from mpqc.cli import main
+from mpqc.precision import Precision
 from mpqc.realkit import KitModel, kit_dir, kit_models
 
 KITS = kit_models()
@@ -117,11 +119,12 @@ def test_profile_then_compile_on_ort_cpu(kit, small, tmp_path, capsys):
     assert main(["profile", str(kit.model), "--target", "ort-cpu", "--data", str(files["data"]), "--json"]) == 0
     profile = json.loads(capsys.readouterr().out)
     assert len(profile["layers"]) >= kit.layer_ops
-    for layer in profile["layers"]:  # every precision the layer runs is priced; the linear-layer forms only there
-        linear = layer["op"] in ("MatMul", "Gemm")
-        for label, ms in layer["ms"].items():
-            runs = linear or label not in ("w8a8d", "w4nb")
-            assert (ms is not None) == runs, (layer["name"], label, ms)
+    target = OrtCpuTarget()
+    layers = {layer.name: layer for layer in mpqc.analyze(kit.model).layers}
+    for row in profile["layers"]:  # priced exactly where the layer runs the precision (forms: linear layers)
+        for label, ms in row["ms"].items():
+            runs = target.runs(layers[row["name"]], Precision.parse(label))
+            assert (ms is not None) == runs, (row["name"], label, ms)
     # a budget uniform int8 meets with room for timing noise (the winner is measured against
     # int8 in the same run): the run must finish with a model; the search itself is tested
     # on the zoo
