@@ -23,15 +23,14 @@ import math
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from mpqc.targets.base import CostInputs, CostModel, Measurement, Target
+from mpqc.targets.base import CostInputs, Measurement, Target
 from mpqc.targets.ort_cpu import (
-    ALTERNATES,
     CPU_SPACE,
     LayerAttribution,
+    VariantCostModel,
     cpu_model,
     interleave,
     runs_on_cpu,
@@ -147,7 +146,7 @@ class OpenVinoCpuTarget(Target):
             }
         )
         cache = Cache("openvino-cpu", _CACHE_VERSION, enabled=inputs.use_cache)
-        cached = cache.get(key, lambda data: OpenVinoCostModel.from_json(self, prepared, data, labels))
+        cached = cache.get(key, lambda data: OpenVinoCostModel.from_json(self, prepared, data))
         if cached is not None:
             cached.use_feed(feed)
             return cached
@@ -169,10 +168,8 @@ class OpenVinoCpuTarget(Target):
         return model
 
 
-class OpenVinoCostModel(CostModel):
+class OpenVinoCostModel(VariantCostModel):
     """Measured, additive costs of one model on `openvino-cpu` (see the module docstring)."""
-
-    measures = True
 
     def __init__(self, target: OpenVinoCpuTarget, prepared: Prepared, cached: bool = False) -> None:
         self.target, self.prepared, self.cached = target, prepared, cached
@@ -226,39 +223,9 @@ class OpenVinoCostModel(CostModel):
     def latency(self, scheme: Scheme) -> float:
         return self.rest + math.fsum(self.layer_cost(name, p) for name, p in scheme.layers.items())
 
-    def use_feed(self, feed: dict[str, np.ndarray]) -> None:
-        self._feed = feed
-
-    def measure(self, schemes: Sequence[Scheme]) -> list[Measurement]:
-        if self._feed is None:
-            raise TargetError("openvino-cpu: no sample input to measure with")
-        return self.target.measure_interleaved([self.lower(s) for s in schemes], self._feed)
-
-    def measured_uniform(self) -> dict[str, Measurement]:
-        return {
-            label: Measurement(wall, self.spreads.get(label, 0.0), 2 * self.target.repeats)
-            for label, wall in self.walls.items()
-            if label not in ALTERNATES
-        }
-
-    def info(self) -> dict[str, Any]:
-        return {"cached": self.cached, "variants": list(self.walls)}
-
-    def to_json(self) -> dict[str, Any]:
-        return {"profiles": self.profiles, "walls": self.walls, "spreads": self.spreads}
-
     @classmethod
-    def from_json(
-        cls, target: OpenVinoCpuTarget, prepared: Prepared, data: Any, labels: list[str]
-    ) -> OpenVinoCostModel:
+    def from_json(cls, target: OpenVinoCpuTarget, prepared: Prepared, data: Any) -> OpenVinoCostModel:
         """Raises on anything but a complete table for the current variants."""
-        if set(data["walls"]) != set(labels) or set(data["profiles"]) != set(labels):
-            raise ValueError("variants differ")
-        for value in list(data["walls"].values()) + list(data["spreads"].values()):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError("bad time")
         model = cls(target, prepared, cached=True)
-        model.profiles = {k: {n: float(t) for n, t in v.items()} for k, v in data["profiles"].items()}
-        model.set_walls({k: float(v) for k, v in data["walls"].items()})
-        model.spreads = {k: float(v) for k, v in data["spreads"].items()}
+        model.load_json(data)
         return model

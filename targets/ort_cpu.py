@@ -60,6 +60,7 @@ __all__ = [
     "variant_labels",
     "variant_scheme",
     "interleave",
+    "VariantCostModel",
 ]
 
 _TOKEN = re.compile(r"(_token_\d+)+$")
@@ -245,14 +246,66 @@ def variant_scheme(analysis: Analysis, label: str, target: Target) -> Scheme:
     return Scheme({name: (first if i % 2 == 0 else second) for i, name in enumerate(names)})
 
 
-class OrtCpuCostModel(CostModel):
+class VariantCostModel(CostModel):
+    """What both measured CPU cost models share: the profiled variants' tables (`profiles`,
+    `walls`, `spreads`), the sample they run, measuring schemes, and the cache form.
+    Subclasses set `target` and `prepared` and implement `lower` and `set_walls`."""
+
+    measures = True
+    target: Any
+    prepared: Prepared
+    profiles: dict[str, dict[str, float]]
+    walls: dict[str, float]
+    spreads: dict[str, float]
+    _feed: dict[str, np.ndarray] | None
+
+    def lower(self, scheme: Scheme) -> bytes:
+        raise NotImplementedError
+
+    def set_walls(self, walls: dict[str, float]) -> None:
+        raise NotImplementedError
+
+    def use_feed(self, feed: dict[str, np.ndarray]) -> None:
+        """The sample `measure` runs with (the one the variants were profiled with)."""
+        self._feed = feed
+
+    def measure(self, schemes: Sequence[Scheme]) -> list[Measurement]:
+        if self._feed is None:
+            raise TargetError(f"{self.target.name}: no sample input to measure with")
+        return self.target.measure_interleaved([self.lower(s) for s in schemes], self._feed)
+
+    def measured_uniform(self) -> dict[str, Measurement]:
+        return {
+            label: Measurement(wall, self.spreads.get(label, 0.0), 2 * self.target.repeats)
+            for label, wall in self.walls.items()
+            if label not in ALTERNATES
+        }
+
+    def info(self) -> dict[str, Any]:
+        return {"cached": self.cached, "variants": list(self.walls)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"profiles": self.profiles, "walls": self.walls, "spreads": self.spreads}
+
+    def load_json(self, data: Any) -> None:
+        """Tables from the cache; raises on anything but a complete table for the current variants."""
+        labels = variant_labels(self.prepared.analysis, self.target)
+        if set(data["walls"]) != set(labels) or set(data["profiles"]) != set(labels):
+            raise ValueError("variants differ")
+        for value in list(data["walls"].values()) + list(data["spreads"].values()):
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError("bad time")
+        self.profiles = {k: {n: float(t) for n, t in v.items()} for k, v in data["profiles"].items()}
+        self.set_walls({k: float(v) for k, v in data["walls"].items()})
+        self.spreads = {k: float(v) for k, v in data["spreads"].items()}
+
+
+class OrtCpuCostModel(VariantCostModel):
     """Measured costs of one model on `ort-cpu`.
 
     Keeps each variant's profiled node times and its unprofiled wall time; node costs are
     the profiled times scaled so each variant's nodes add up to its wall time (the profiler
     inflates graphs by different amounts), then the median over variants per node."""
-
-    measures = True
 
     def __init__(self, target: OrtCpuTarget, prepared: Prepared, cached: bool = False) -> None:
         self.target, self.prepared, self.cached = target, prepared, cached
@@ -326,41 +379,11 @@ class OrtCpuCostModel(CostModel):
             total += seconds
         return total, fallbacks
 
-    def use_feed(self, feed: dict[str, np.ndarray]) -> None:
-        """The sample `measure` runs with (the one the variants were profiled with)."""
-        self._feed = feed
-
-    def measure(self, schemes: Sequence[Scheme]) -> list[Measurement]:
-        if self._feed is None:
-            raise TargetError("ort-cpu: no sample input to measure with")
-        return self.target.measure_interleaved([self.lower(s) for s in schemes], self._feed)
-
-    def measured_uniform(self) -> dict[str, Measurement]:
-        return {
-            label: Measurement(wall, self.spreads.get(label, 0.0), 2 * self.target.repeats)
-            for label, wall in self.walls.items()
-            if label not in ALTERNATES
-        }
-
-    def info(self) -> dict[str, Any]:
-        return {"cached": self.cached, "variants": list(self.walls)}
-
-    def to_json(self) -> dict[str, Any]:
-        return {"profiles": self.profiles, "walls": self.walls, "spreads": self.spreads}
-
     @classmethod
     def from_json(cls, target: OrtCpuTarget, prepared: Prepared, data: Any, cached: bool) -> OrtCpuCostModel:
         """Raises on anything but a complete table for the current variants."""
-        labels = variant_labels(prepared.analysis, target)
-        if set(data["walls"]) != set(labels) or set(data["profiles"]) != set(labels):
-            raise ValueError("variants differ")
-        for value in list(data["walls"].values()) + list(data["spreads"].values()):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError("bad time")
         model = cls(target, prepared, cached=cached)
-        model.profiles = {k: {n: float(t) for n, t in v.items()} for k, v in data["profiles"].items()}
-        model.set_walls({k: float(v) for k, v in data["walls"].items()})
-        model.spreads = {k: float(v) for k, v in data["spreads"].items()}
+        model.load_json(data)
         return model
 
 
