@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from mpqc.errors import (
+    BackendError,
     BudgetError,
     DataError,
     ModelError,
@@ -48,11 +49,15 @@ _LAZY = {
     "qat": "mpqc.api",
     "compile": "mpqc.api",
     "export_ort_options": "mpqc.api",
+    "validate": "mpqc.api",
+    "Backend": "mpqc.backend",
+    "Violation": "mpqc.backend_check",
 }
 
 __all__ = [
     "__version__",
     "MpqcError",
+    "BackendError",
     "BudgetError",
     "DataError",
     "ModelError",
@@ -85,6 +90,9 @@ __all__ = [
     "qat",
     "compile",
     "export_ort_options",
+    "validate",
+    "Backend",
+    "Violation",
 ]
 
 
@@ -106,7 +114,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from mpqc.analysis import Analysis, Layer
-    from mpqc.api import QuantizeResult, analyze, compile, evaluate, prepare, profile, qat, quantize
+    from mpqc.api import QuantizeResult, analyze, compile, evaluate, prepare, profile, qat, quantize, validate
+    from mpqc.backend import Backend
+    from mpqc.backend_check import Violation
     from mpqc.budget import Budget
     from mpqc.compiler import CompileOptions, CompileResult
     from mpqc.frontend import Prepared

@@ -42,6 +42,7 @@ __all__ = [
     "qat",
     "compile",
     "export_ort_options",
+    "validate",
 ]
 
 SchemeLike = str | os.PathLike[str] | dict[str, Any] | Scheme
@@ -106,9 +107,12 @@ def quantize(
     evaluate: bool = True,
     output: str | os.PathLike[str] | None = None,
     workload: Workload | None = None,
+    backend: str | None = None,
 ) -> QuantizeResult:
     """PTQ of `scheme`, calibrated on the training split of `data`, evaluated (float and
-    quantized, in ONNX Runtime) on its test split; written to `output` if given."""
+    quantized, in ONNX Runtime) on its test split; written to `output` if given. `backend`
+    (`ort`, `tensorrt`, `qnn`, `openvino`) emits in the form that backend loads and checks
+    the result against its rules (a `BackendError` names a layer it cannot run)."""
     if output is not None:
         check_output(output)
     start = time.perf_counter()
@@ -120,9 +124,11 @@ def quantize(
         metric=metric,
         recipe=recipe,
         calib_samples=calib_samples,
+        backend=backend,
     )
     analysis = work.prepared.analysis
     bound, fitted = _scheme_for(scheme, work).fitted_to(analysis)
+    work.check_backend(bound)
     if evaluate:
         _ = work.quality  # labels and metric checked before the calibration pass
     emitted = work.emit(bound, check=True)
@@ -238,10 +244,11 @@ def profile(
     threads: int = 1,
     use_cache: bool = True,
     space: str | list[str | Precision] | None = None,
+    backend: str | None = None,
 ) -> ProfileReport:
-    """Each layer's cost at each precision on `target`, and whole-model costs (measured where
-    the target measures)."""
-    work = Workload.build(_default(model), data, target=target, threads=threads, use_cache=use_cache)
+    """Each layer's cost at each precision on `target` (only those `backend` runs, if given),
+    and whole-model costs (measured where the target measures)."""
+    work = Workload.build(_default(model), data, target=target, threads=threads, use_cache=use_cache, backend=backend)
     return profile_workload(work, space)
 
 
@@ -302,6 +309,7 @@ def qat(
     test_data: DataSpec = None,
     metric: str | None = None,
     output: str | os.PathLike[str] | None = None,
+    backend: str | None = None,
 ) -> QatRunResult:
     """PTQ then QAT of `scheme`: trained on the training split, its best state chosen on the
     validation split (never worse than PTQ there), reported on the test split."""
@@ -313,8 +321,9 @@ def qat(
         check_output(output)
     config = config or QatConfig()
     start = time.perf_counter()
-    work = Workload.build(_default(model), data, val_data=val_data, test_data=test_data, metric=metric)
+    work = Workload.build(_default(model), data, val_data=val_data, test_data=test_data, metric=metric, backend=backend)
     bound, _ = Scheme.parse(scheme, work.prepared.analysis.layer_names).fitted_to(work.prepared.analysis)
+    work.check_backend(bound)
     loss = resolve_loss(config, work.splits.train.labels is not None)
     measure = work.quality
     ptq_payload = work.emit(bound).payload()
@@ -350,6 +359,7 @@ def qat(
         ptq_validation=ptq_validation,
         qat_validation=qat_validation,
     )
+    work.validate(payload, "the trained model")
     if output is not None:
         result.output = atomic_write_bytes(output, payload)
     return result
@@ -371,6 +381,7 @@ def compile(  # noqa: A001 (the main job is called compile)
     recipe: Recipe | None = None,
     threads: int = 1,
     calib_samples: int | None = None,
+    backend: str | None = None,
 ) -> CompileResult:
     """The best scheme for `model` under `budget` on `target`, with QAT where the policy
     spends it; everything is written to the run folder `output`. With `options.max_drop`,
@@ -391,5 +402,18 @@ def compile(  # noqa: A001 (the main job is called compile)
         threads=threads,
         use_cache=options.use_cache,
         calib_samples=calib_samples,
+        backend=backend,
     )
     return compile_workload(work, output, options, resume, space)
+
+
+def validate(model: ModelLike, backend: str) -> list[Any]:
+    """Every rule of `backend` (`ort`, `tensorrt`, `qnn`, `openvino`) the QDQ model breaks,
+    each naming its node; empty when the backend accepts it. OpenVINO also compiles it."""
+    import onnx_ir as ir
+
+    from mpqc.backend import get_backend
+    from mpqc.backend_check import check_model
+    from mpqc.modelio import load_model
+
+    return check_model(ir.serde.serialize_model(load_model(model)), get_backend(backend))

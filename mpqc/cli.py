@@ -107,6 +107,16 @@ def _target(p: argparse.ArgumentParser) -> None:
     g.add_argument("--space", default=None, help="comma-separated precisions to consider (default: the target's)")
 
 
+def _backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=("ort", "tensorrt", "qnn", "openvino"),
+        default=None,
+        help="what will load the model: only precisions it runs, emitted in its form (tensorrt: int8 with zero "
+        "point 0; qnn: uint8/uint16 activations, per-tensor MatMul weights), checked against its rules",
+    )
+
+
 def _output(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default=None, help="output path")
 
@@ -130,6 +140,7 @@ PARENTS = {
         "data": _data,
         "recipe": _recipe,
         "target": _target,
+        "backend": _backend,
         "output": _output,
         "seed": _seed,
         "workers": _workers,
@@ -225,6 +236,7 @@ def _cmd_quantize(args: argparse.Namespace) -> None:
         recipe=_recipe_of(args),
         calib_samples=args.calib_samples,
         output=output,
+        backend=args.backend,
         **_data_kwargs(args),
     )
     f, q = result.float_eval, result.quant_eval
@@ -287,7 +299,13 @@ def _cmd_profile(args: argparse.Namespace) -> None:
     from mpqc import api
 
     report = api.profile(
-        args.model, args.target, args.data, threads=args.threads, use_cache=not args.no_cache, space=args.space
+        args.model,
+        args.target,
+        args.data,
+        threads=args.threads,
+        use_cache=not args.no_cache,
+        space=args.space,
+        backend=args.backend,
     )
 
     def ms(value: float) -> str:
@@ -340,6 +358,37 @@ def _cmd_targets(args: argparse.Namespace) -> None:
     _emit(args, payload | {"cpu": cpu.to_json()}, text)
 
 
+def _cmd_validate(args: argparse.Namespace) -> None:
+    """Exit 1 when the backend would refuse the model (the violations on stdout), 0 when not."""
+    from mpqc import api
+    from mpqc.backend import get_backend
+
+    found = api.validate(_model_path(args.model), args.backend)
+    backend = get_backend(args.backend)
+    if found:
+        text = "\n".join(f"{v.rule:<22} {v}" for v in found)
+        text += f"\n{len(found)} violation(s) of the {backend.name} rules ({', '.join(backend.references)})"
+    else:
+        text = f"{args.model}: no violation of the {backend.name} rules"
+    _emit(args, {"backend": backend.name, "violations": [v.to_json() for v in found]}, text)
+    if found:
+        raise SystemExit(1)
+
+
+def _cmd_olive_config(args: argparse.Namespace) -> None:
+    import json
+
+    from mpqc.modelio import atomic_write_bytes, check_output
+
+    check_output(args.output)
+    try:
+        from mpqc.olive_pass import package_config
+    except ImportError as exc:
+        raise OptionError(f"Olive is not installed ({exc}): pip install 'mpqc[olive]'") from None
+    path = atomic_write_bytes(args.output, json.dumps(package_config(), indent=2).encode())
+    _emit(args, {"output": str(path)}, f"wrote {path}: olive run --config WORKFLOW.json --package-config {path}")
+
+
 def _cmd_compile(args: argparse.Namespace) -> None:
     from mpqc import api
     from mpqc.compiler import CompileOptions, summary_rows
@@ -377,6 +426,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
         recipe=_recipe_of(args),
         threads=args.threads,
         calib_samples=args.calib_samples,
+        backend=args.backend,
         **_data_kwargs(args),
     )
     rows = [("", "value"), *summary_rows(result.report)]
@@ -410,7 +460,9 @@ def _cmd_qat(args: argparse.Namespace) -> None:
         loss=args.loss,
         progress=not args.json,
     )
-    result = api.qat(args.model, args.scheme, args.data, config=config, output=output, **_data_kwargs(args))
+    result = api.qat(
+        args.model, args.scheme, args.data, config=config, output=output, backend=args.backend, **_data_kwargs(args)
+    )
     p, q = result.ptq_eval, result.qat_eval
     rows = [("", "PTQ", "QAT"), (f"{q.measure} (quality)", _pct(p.quality), _pct(q.quality))]
     if q.sqnr_db is not None:
@@ -524,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
         "model",
         "data",
         "recipe",
+        "backend",
         "output",
     )
     p.add_argument(
@@ -569,6 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
         "data",
         "recipe",
         "target",
+        "backend",
         "seed",
         "workers",
     )
@@ -611,6 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
         "quantization-aware training of one scheme from an ONNX model; evaluated in ONNX Runtime",
         "model",
         "data",
+        "backend",
         "output",
         "seed",
     )
@@ -647,12 +702,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default=None, help="folder for necessity.json, .txt and PNG plots")
     p.set_defaults(func=_cmd_necessity)
 
-    p = add("profile", "per-layer latency at each precision on a target, and the whole model's", "model", "target")
+    p = add(
+        "profile",
+        "per-layer latency at each precision on a target, and the whole model's",
+        "model",
+        "target",
+        "backend",
+    )
     p.add_argument(
         "--target", default="ort-cpu", help="ort-cpu or openvino-cpu (measured), bitserial, mcu, or a target .toml"
     )
     p.add_argument("--data", default=None, help="sample input source (digits, .npz, module:function)")
     p.set_defaults(func=_cmd_profile)
+
+    p = add("validate", "check a QDQ model against a deployment backend's rules; each violation names its node")
+    p.add_argument("model", help="ONNX model (QDQ)")
+    p.add_argument("--backend", required=True, choices=("ort", "tensorrt", "qnn", "openvino"), help="the backend")
+    p.set_defaults(func=_cmd_validate)
+
+    p = add(
+        "olive-config",
+        "write an Olive package config (Olive's passes plus MpqcCompile) for olive run --package-config",
+    )
+    p.add_argument("-o", "--output", required=True, help="the .json file to write")
+    p.set_defaults(func=_cmd_olive_config)
 
     p = add("targets", "list the built-in targets and the precisions each runs")
     p.set_defaults(func=_cmd_targets)

@@ -18,6 +18,7 @@ __all__ = [
     "OutputError",
     "UserCodeError",
     "RunFolderError",
+    "BackendError",
     "first_line",
 ]
 
@@ -46,6 +47,10 @@ class BudgetError(MpqcError):
 
 class TargetError(MpqcError):
     """An unknown target, or a malformed target description."""
+
+
+class BackendError(MpqcError):
+    """A scheme or model the chosen deployment backend would refuse (`mpqc.backend`)."""
 
 
 class OptionError(MpqcError):

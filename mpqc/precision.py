@@ -23,32 +23,43 @@ from typing import Any
 
 from mpqc.errors import SchemeError
 
-__all__ = ["VALID_BITS", "FORMS", "Precision", "parse_bits", "FLOAT", "W8A8"]
+__all__ = ["VALID_BITS", "ACTIVATION_BITS", "FORMS", "Precision", "parse_bits", "FLOAT", "W8A8"]
 
 VALID_BITS: tuple[int, ...] = (2, 4, 8)
+#: activation widths: 16-bit activations with 8-bit weights are what Qualcomm's HTP runs best
+#: after int8 (`w8a16`, ONNX Runtime's get_qnn_qdq_config with QUInt16 activations)
+ACTIVATION_BITS: tuple[int, ...] = (*VALID_BITS, 16)
 FORMS: tuple[str, ...] = ("qdq", "dynamic", "nbits")
-_BITS_CHOICES = "2, 4, 8 or float"
-_QDQ = re.compile(r"^w(2|4|8|f)a(2|4|8|f)$")
+_QDQ = re.compile(r"^w(2|4|8|f)a(2|4|8|16|f)$")
 _DYNAMIC = re.compile(r"^w8a8d$")
 _NBITS = re.compile(r"^w(2|4|8)nb(\d+)?$")
 _FLAGS = ("per_channel", "w_symmetric", "a_symmetric")
 _KEYS = ("w_bits", "a_bits", *_FLAGS, "form", "block")
-LABEL_HELP = "float, wXaY with X, Y in 2, 4, 8, f (e.g. w8a8, w4a8, w8af), w8a8d (dynamic int8), w4nb (MatMulNBits)"
+LABEL_HELP = (
+    "float, wXaY with X in 2, 4, 8, f and Y in 2, 4, 8, 16, f (e.g. w8a8, w4a8, w8af, w8a16), w8a8d (dynamic int8), "
+    "w4nb (MatMulNBits)"
+)
 
 
-def parse_bits(value: Any, what: str = "bits") -> int | None:
-    """2/4/8, '8', 'float', 'f' or null; anything else is an error listing the choices."""
+def parse_bits(value: Any, what: str = "bits", allowed: tuple[int, ...] = VALID_BITS) -> int | None:
+    """2/4/8 (16 where `allowed` has it), '8', 'float', 'f' or null; anything else is an
+    error listing the choices."""
+    choices = _choices(allowed)
     if value is None or (isinstance(value, str) and value.strip().lower() in ("float", "f", "fp32")):
         return None
     if isinstance(value, bool):
-        raise SchemeError(f"{what} must be one of {_BITS_CHOICES}, got {value!r}")
+        raise SchemeError(f"{what} must be one of {choices}, got {value!r}")
     try:
         bits = int(value)
     except (TypeError, ValueError):
-        raise SchemeError(f"{what} must be one of {_BITS_CHOICES}, got {value!r}") from None
-    if bits not in VALID_BITS or str(value).strip() not in (str(bits), f"{bits}.0"):
-        raise SchemeError(f"{what} must be one of {_BITS_CHOICES}, got {value!r}")
+        raise SchemeError(f"{what} must be one of {choices}, got {value!r}") from None
+    if bits not in allowed or str(value).strip() not in (str(bits), f"{bits}.0"):
+        raise SchemeError(f"{what} must be one of {choices}, got {value!r}")
     return bits
+
+
+def _choices(allowed: tuple[int, ...]) -> str:
+    return ", ".join(str(b) for b in allowed) + " or float"
 
 
 @dataclass(frozen=True)
@@ -70,10 +81,10 @@ class Precision:
     block: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("w_bits", "a_bits"):
+        for name, allowed in (("w_bits", VALID_BITS), ("a_bits", ACTIVATION_BITS)):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or value not in VALID_BITS):
-                raise SchemeError(f"{name} must be one of {_BITS_CHOICES}, got {value!r}")
+            if value is not None and (isinstance(value, bool) or value not in allowed):
+                raise SchemeError(f"{name} must be one of {_choices(allowed)}, got {value!r}")
         for name in _FLAGS:
             if not isinstance(getattr(self, name), bool):
                 raise SchemeError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -130,7 +141,7 @@ class Precision:
         match = _QDQ.match(label)
         if not match:
             raise SchemeError(f"unknown precision {text!r}; use {LABEL_HELP}")
-        return cls(parse_bits(match.group(1)), parse_bits(match.group(2)))
+        return cls(parse_bits(match.group(1)), parse_bits(match.group(2), allowed=ACTIVATION_BITS))
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -156,7 +167,8 @@ class Precision:
         values: dict[str, Any] = {}
         for key, value in data.items():
             if key.endswith("_bits"):
-                values[key] = parse_bits(value, f"{what}.{key}")
+                allowed = ACTIVATION_BITS if key == "a_bits" else VALID_BITS
+                values[key] = parse_bits(value, f"{what}.{key}", allowed)
             elif key == "block":
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise SchemeError(f"{what}.block must be an integer, got {value!r}")

@@ -27,6 +27,8 @@ _EPS = np.float32(1e-12)
 _STORAGE: dict[tuple[int, bool], type] = {
     (8, True): np.int8,
     (8, False): np.uint8,
+    (16, True): np.int16,
+    (16, False): np.uint16,
     (4, True): ml_dtypes.int4,
     (4, False): ml_dtypes.uint4,
     (2, True): ml_dtypes.int2,
@@ -130,12 +132,13 @@ def weight_qparams(
 
 
 def block_weight_qparams(
-    weight: np.ndarray, bits: int, block: int, symmetric: bool = True, method: str = "minmax"
+    weight: np.ndarray, bits: int, block: int, symmetric: bool = True, method: str = "minmax", mirror: bool = True
 ) -> QParams:
     """Block-wise weights of a MatMul weight [K, N]: one scale per `block` consecutive values
     of the reduction axis K in each column (ONNX blocked quantization, axis 0; the layout
     ONNX Runtime fuses into MatMulNBits). The scale has shape [ceil(K / block), N]; `axis`
-    is 0 and the block size is `block` (see `block_expand`)."""
+    is 0 and the block size is `block` (see `block_expand`). `mirror=False` keeps every zero
+    point at 0 on a [-(2^(b-1) - 1), 2^(b-1) - 1] grid (TensorRT takes no other)."""
     w = np.asarray(weight, dtype=np.float32)
     if w.ndim != 2:
         raise ValueError(f"block quantization needs a 2-D weight, got shape {w.shape}")
@@ -144,9 +147,12 @@ def block_weight_qparams(
     padded = np.zeros((blocks * block, n), np.float32)
     padded[:k] = w
     rows = padded.reshape(blocks, block, n).transpose(0, 2, 1).reshape(blocks * n, block)
-    if symmetric:
+    if symmetric and mirror:
         scale, zp = _signed_extreme_rows(rows, bits, method)
         qrange = int_range(bits, True)
+    elif symmetric:
+        flat = weight_qparams(rows, bits, 0, True, method)  # scale = |w|max / (2^(b-1) - 1)
+        scale, zp, qrange = flat.scale, flat.zero_point, (-flat.qmax, flat.qmax)
     else:
         flat = weight_qparams(rows, bits, 0, False, method)
         scale, zp, qrange = flat.scale, flat.zero_point, (flat.qmin, flat.qmax)

@@ -34,6 +34,14 @@ class Recipe:
     weight_method: str = "auto"
     percentile: float = 99.99
     reduce_range: bool | None = None
+    #: what a backend needs (`mpqc.backend`): int8 activations with zero point 0 (TensorRT)
+    signed_activations: bool = False
+    #: every zero point 0, including the mirrored 4-bit weight grid (TensorRT)
+    zero_points_zero: bool = False
+    #: int32 bias behind a DequantizeLinear for int8 layers (ONNX Runtime fuses it; TensorRT has no int32 Q/DQ)
+    quantize_bias: bool = True
+    #: layer ops whose weights are quantized per tensor (QNN has no per-channel MatMul)
+    per_tensor_weight_ops: tuple[str, ...] = ()
     #: (tensor, bits) -> method, filled by the `auto` choices; (WEIGHTS_KEY, bits) is the
     #: weight scale method chosen for that weight width
     chosen: Mapping[tuple[str, int], str] = field(default_factory=dict, compare=False, hash=False)
@@ -49,6 +57,7 @@ class Recipe:
             50.0 < self.percentile <= 100.0
         ):
             raise OptionError(f"percentile must be in (50, 100], got {self.percentile!r}")
+        object.__setattr__(self, "per_tensor_weight_ops", tuple(self.per_tensor_weight_ops))
         object.__setattr__(self, "chosen", dict(self.chosen))  # a copy: never shared with the caller
 
     def method_for(self, tensor: str, bits: int) -> str:
@@ -73,6 +82,19 @@ class Recipe:
             return self.weight_method
         return self.chosen.get((WEIGHTS_KEY, bits)) or ("minmax" if bits == 8 else "mse")
 
+    def _backend_json(self) -> dict[str, Any]:
+        """The backend settings that differ from ONNX Runtime's (absent for it: cache keys stay)."""
+        out: dict[str, Any] = {}
+        if self.signed_activations:
+            out["signed_activations"] = True
+        if self.zero_points_zero:
+            out["zero_points_zero"] = True
+        if not self.quantize_bias:
+            out["quantize_bias"] = False
+        if self.per_tensor_weight_ops:
+            out["per_tensor_weight_ops"] = list(self.per_tensor_weight_ops)
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {
             "activation_method": self.activation_method,
@@ -80,5 +102,6 @@ class Recipe:
             "percentile": self.percentile,
             "reduce_range": self.weights_reduced,
             "reduce_range_from": "cpu" if self.reduce_range is None else "given",
+            **self._backend_json(),
             "chosen": {f"{t}@{b}": m for (t, b), m in sorted(self.chosen.items())},
         }

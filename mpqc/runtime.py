@@ -21,7 +21,7 @@ from mpqc.signature import InputSpec
 if TYPE_CHECKING:
     from mpqc.data import Dataset
 
-__all__ = ["make_session", "Runner", "Outputs"]
+__all__ = ["make_session", "open_session", "Runner", "Outputs"]
 
 #: one array per model output, sample axis first
 Outputs = list[np.ndarray]
@@ -45,9 +45,29 @@ def make_session(
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
+        return open_session(payload, options)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
         raise ModelError(f"ONNX Runtime cannot load the model: {first_line(exc)}") from exc
+
+
+#: ORT 1.32 on x86 turns int8 activation Q/DQ into uint8 (QDQS8ToU8Transformer) after its QDQ
+#: propagation has copied a Q past a Slice with `output_dtype` int8; the pair then fails type
+#: inference ("output_dtype INT8 does not match y_zero_point type UINT8"). Seen on the kit's
+#: YOLO detector with symmetric int8 activations (`--backend tensorrt`). Without the s8->u8
+#: rewrite the model loads and runs ORT's s8s8 kernels, with the same numbers.
+_S8_TO_U8 = "QDQS8ToU8Transformer"
+
+
+def open_session(payload: bytes, options: ort.SessionOptions) -> ort.InferenceSession:
+    """A CPU session of `payload`; retried without ORT's s8->u8 rewrite where it breaks the model."""
+    try:
+        return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        if "output_dtype" not in str(exc):
+            raise
+        return ort.InferenceSession(
+            payload, options, providers=["CPUExecutionProvider"], disabled_optimizers=[_S8_TO_U8]
+        )
 
 
 class Runner:

@@ -18,16 +18,19 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 
 from mpqc.autocalib import CHOICE_SAMPLES, CalibrationChoice, WeightChoice, choose_methods, choose_weight_method
+from mpqc.backend import Backend, get_backend
+from mpqc.backend_check import require_valid
 from mpqc.budget import Budget, ResolvedBudget
 from mpqc.calibrate import calibrate
 from mpqc.cost import SchemeCost, bops, peak_activation_bytes, weight_bytes
 from mpqc.cpu import detect
 from mpqc.data import Dataset
 from mpqc.emit import Emitted, emit
-from mpqc.errors import BudgetError, DataError, OptionError
+from mpqc.errors import BackendError, BudgetError, DataError, OptionError
 from mpqc.frontend import ModelLike, Prepared, prepare
 from mpqc.precision import FLOAT, W8A8
 from mpqc.quality import MEASURES, Evaluation, QualityMeasure, check_labels, choose_measure, evaluate_outputs
@@ -37,7 +40,7 @@ from mpqc.scheme import Scheme
 from mpqc.signature import InputSpec, input_specs
 from mpqc.splits import DataSpec, Splits, make_splits
 from mpqc.stats import Calibration
-from mpqc.targets import CostModel, Target, get_target
+from mpqc.targets import BackendTarget, CostModel, Target, get_target
 
 __all__ = ["Workload", "Reporter"]
 
@@ -66,6 +69,12 @@ def stderr_reporter() -> Reporter:
     return say
 
 
+def _for_backend(recipe: Recipe, backend: Backend) -> Recipe:
+    """The recipe with what `backend` needs. The 8-bit weight range stays this CPU's (or the
+    user's): quality is measured here, in ONNX Runtime, whose x86 int8 kernels saturate."""
+    return replace(recipe, **backend.recipe_settings())
+
+
 class Workload:
     """A prepared model, its data splits, the PTQ recipe, and optionally a target and a
     budget. Use `Workload.build`."""
@@ -83,8 +92,11 @@ class Workload:
         calib_samples: int | None = None,
         use_cache: bool = True,
         reporter: Reporter | None = None,
+        backend: Backend | None = None,
     ) -> None:
         self.prepared = prepared
+        #: what will load the emitted files (`--backend`); None: ONNX Runtime, unchecked
+        self.backend = backend
         self.splits = splits
         self.specs = specs
         #: the recipe as asked for; `recipe` adds the choices `auto` has made so far
@@ -117,6 +129,7 @@ class Workload:
         use_cache: bool = True,
         reporter: Reporter | None = None,
         require_layers: bool = True,
+        backend: str | Backend | None = None,
     ) -> Workload:
         """Check everything cheap first (target, budget, metric), then prepare the model and
         load and check the data. `require_layers=False` accepts a model with nothing to
@@ -127,7 +140,10 @@ class Workload:
             raise DataError(f"--calib-samples must be at least 1, got {calib_samples}")
         if threads < 1:
             raise OptionError(f"--threads must be at least 1, got {threads}")
+        resolved_backend = get_backend(backend) if backend is not None else None
         resolved_target = get_target(target, threads=threads) if target is not None else None
+        if resolved_target is not None and resolved_backend is not None:
+            resolved_target = BackendTarget(resolved_target, resolved_backend)
         parsed_budget = Budget.parse(budget) if isinstance(budget, str) else budget
         if parsed_budget is not None and resolved_target is None:
             raise BudgetError("a budget needs a target to price it")
@@ -137,6 +153,8 @@ class Workload:
         if require_layers:
             prepared.require_layers()
         recipe = recipe or Recipe(**(resolved_target.recipe_defaults() if resolved_target else {}))
+        if resolved_backend is not None:
+            recipe = _for_backend(recipe, resolved_backend)
 
         def specs_for(batch_axes: dict[str, int]) -> list[InputSpec]:
             return input_specs(prepared.model, batch_axes)
@@ -154,6 +172,7 @@ class Workload:
             calib_samples=calib_samples,
             use_cache=use_cache,
             reporter=reporter,
+            backend=resolved_backend,
         )
 
     # -- progress ---------------------------------------------------------------------------
@@ -282,7 +301,24 @@ class Workload:
             {p.w_bits for p in layers if p.form == "qdq" and p.w_bits},
         )
         int8_kernels = self.target.int8_kernels if self.target is not None else False
-        return emit(self.prepared, scheme, self.calibration, recipe, int8_kernels, check)
+        emitted = emit(self.prepared, scheme, self.calibration, recipe, int8_kernels, check)
+        if check and self.backend is not None:
+            require_valid(emitted.proto(), self.backend, f"the {scheme.summary()} model")
+        return emitted
+
+    def check_backend(self, scheme: Scheme) -> None:
+        """Refuse, naming the layer, a scheme the backend cannot run (before any work)."""
+        if self.backend is None:
+            return
+        for layer in self.prepared.analysis.layers:
+            reason = self.backend.refusal(layer, scheme[layer.name])
+            if reason is not None:
+                raise BackendError(f"layer {layer.name} ({layer.op_type}) at {scheme[layer.name].label}: {reason}")
+
+    def validate(self, payload: bytes, what: str) -> None:
+        """A model about to be returned, checked against the backend's rules."""
+        if self.backend is not None:
+            require_valid(onnx.load_from_string(payload), self.backend, what)
 
     def evaluate(self, model: ir.Model | bytes, split: str) -> Evaluation:
         """Quality of a model (float or quantized) on a split, against the float model."""

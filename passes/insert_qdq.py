@@ -129,11 +129,12 @@ class InsertQDQPass(ir.passes.InPlacePass):
             self._here = _owner(node)
             current = input_at(node, 0)
             source = _region_source(current, region)
-            if source is not None and bits == 8 and not prec.a_symmetric:
+            symmetric = self._symmetric(prec)
+            if source is not None and bits == 8 and symmetric == self.recipe.signed_activations:
                 read_params[name] = region[source][0]
                 continue
-            key = (id(current), id(self._here), bits, prec.a_symmetric)  # a branch has Q/DQ of its own
-            params = self._activation(layer.activation, bits, prec.a_symmetric)
+            key = (id(current), id(self._here), bits, symmetric)  # a branch has Q/DQ of its own
+            params = self._activation(layer.activation, bits, symmetric)
             if (
                 key not in cache
                 and bits < 8
@@ -174,6 +175,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
             layer = layers.get(node.name or "")
             if layer is not None and not layer.scope:
                 if self._lowered(self.scheme[layer.name]):
+                    out = self._past_relu(out)
                     region[out] = (self._region_params(out), True)
             elif node.op_type == "Split" and acts and acts[0] in region:  # every part keeps the input's grid
                 for part in node.outputs:
@@ -190,18 +192,37 @@ class InsertQDQPass(ir.passes.InPlacePass):
                 region[out] = (self._region_params(out), True)
         return region
 
+    def _symmetric(self, prec: Precision) -> bool:
+        """Signed activations with zero point 0: as the precision says, or as the backend needs."""
+        return prec.a_symmetric or self.recipe.signed_activations
+
+    def _past_relu(self, out: ir.Value) -> ir.Value:
+        """Where a layer's signed output is quantized: after a lone following ReLU (a signed
+        zero point cannot absorb it; TensorRT fuses Conv + ReLU + Q), else at the layer."""
+        if not self.recipe.signed_activations:
+            return out
+        uses = list(out.uses())
+        if len(uses) == 1 and uses[0].node.op_type == "Relu" and not uses[0].node.outputs[0].is_graph_output():
+            relu_out = uses[0].node.outputs[0]
+            if (relu_out.name or "") in self.calibration:
+                return relu_out
+        return out
+
     def _lowered(self, prec: Precision) -> bool:
         """Runs as an int8 kernel: w8a8 always; any quantized weight and activation when
         lowering for a CPU whose only fast low-bit kernels are int8 (`int8_kernels`)."""
         if prec.form != "qdq":
             return False
         if self.int8_kernels:
-            return prec.w_bits is not None and prec.a_bits is not None
+            return prec.w_bits is not None and prec.a_bits is not None and prec.a_bits <= 8
         return prec.w_bits == 8 and prec.a_bits == 8
 
     def _region_params(self, out: ir.Value) -> QParams:
-        """uint8 params for a producer's output; absorbs a lone following ReLU when exact."""
+        """8-bit params for a producer's output (uint8, or int8 with zero point 0 where the
+        backend needs it); unsigned, absorbs a lone following ReLU when exact."""
         range_name = out.name or ""
+        if self.recipe.signed_activations:
+            return self._activation(range_name, 8, True)
         uses = list(out.uses())
         if len(uses) == 1 and uses[0].node.op_type == "Relu" and self._absorbable(uses[0].node, out):
             relu = uses[0].node
@@ -220,7 +241,7 @@ class InsertQDQPass(ir.passes.InPlacePass):
             node = use.node
             if node.name in layer_names:
                 prec = self.scheme[node.name]
-                if not prec.quantizes_activations or prec.a_bits != 8 or prec.a_symmetric or use.idx != 0:
+                if not prec.quantizes_activations or prec.a_bits != 8 or self._symmetric(prec) or use.idx != 0:
                     return False
             elif node.op_type not in SHARED_SCALE_OPS + INTEGER_OPS:
                 return False
@@ -326,9 +347,12 @@ class InsertQDQPass(ir.passes.InPlacePass):
             return int(weight.size) * 4
         if prec.form != "qdq":
             return self._matmul_weight(node, layer, prec, weight)
-        axis = layer.channel_axis if prec.per_channel else None
+        per_channel = prec.per_channel and layer.op_type not in self.recipe.per_tensor_weight_ops
+        axis = layer.channel_axis if per_channel else None
         method = self.recipe.weight_method_for(prec.w_bits)
         params = weight_qparams(weight, prec.w_bits, axis, prec.w_symmetric, method, self.recipe.weights_reduced)
+        if self.recipe.zero_points_zero:  # a symmetric grid: -2^(b-1) has no positive twin
+            params.qmin = max(params.qmin, -params.qmax)
         shape = [1] * weight.ndim
         if axis is not None:
             shape[axis] = -1
@@ -344,7 +368,13 @@ class InsertQDQPass(ir.passes.InPlacePass):
         # quantized activations but no int8 kernel (only w8a8 is one unless lowering): guard
         guard = not lowered and prec.quantizes_activations
         node.replace_input_with(1, self._guard(node, dq_out, hint) if guard else dq_out)
-        if lowered and act is not None and layer.bias is not None and len(node.inputs) > 2:
+        if (
+            lowered
+            and act is not None
+            and layer.bias is not None
+            and len(node.inputs) > 2
+            and self.recipe.quantize_bias
+        ):
             self._quantize_bias(node, layer, params, act)
         return (int(weight.size) * prec.w_bits + 7) // 8
 
@@ -354,7 +384,9 @@ class InsertQDQPass(ir.passes.InPlacePass):
         assert prec.w_bits is not None
         method = self.recipe.weight_method_for(prec.w_bits)
         if prec.form == "nbits":
-            params = block_weight_qparams(weight, prec.w_bits, prec.block, prec.w_symmetric, method)
+            params = block_weight_qparams(
+                weight, prec.w_bits, prec.block, prec.w_symmetric, method, mirror=not self.recipe.zero_points_zero
+            )
             scale_b = block_expand(params.scale, prec.block, weight.shape[0])
             zp_b = block_expand(params.zero_point, prec.block, weight.shape[0])
             attrs: dict[str, int] = {"axis": 0, "block_size": prec.block}

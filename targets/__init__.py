@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mpqc.targets.analytic import AnalyticCostModel, AnalyticTarget, load_target_file
 from mpqc.targets.base import CostInputs, CostModel, Measurement, Target, precisions_text
+from mpqc.targets.for_backend import BackendTarget
 from mpqc.targets.openvino_cpu import OpenVinoCostModel, OpenVinoCpuTarget, openvino_version
 from mpqc.targets.ort_cpu import OrtCpuCostModel, OrtCpuTarget
 
@@ -18,6 +19,7 @@ from mpqc.errors import TargetError
 __all__ = [
     "AnalyticCostModel",
     "AnalyticTarget",
+    "BackendTarget",
     "CostInputs",
     "CostModel",
     "Measurement",

@@ -46,6 +46,7 @@ from mpqc.emit import emit
 from mpqc.errors import TargetError
 from mpqc.frontend import Prepared
 from mpqc.precision import FLOAT, W8A8, Precision
+from mpqc.runtime import open_session
 from mpqc.scheme import Scheme
 from mpqc.stats import Calibration
 
@@ -133,7 +134,7 @@ class OrtCpuTarget(Target):
             options.profile_file_prefix = os.path.join(tempfile.gettempdir(), f"mpqc_profile_{os.getpid()}")
         if optimized_path:
             options.optimized_model_filepath = optimized_path
-        return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
+        return open_session(payload, options)
 
     def measure_interleaved(
         self, payloads: list[bytes], feed: dict[str, np.ndarray], rounds: int | None = None

@@ -147,7 +147,7 @@ case("metric-unknown", "invalid choice")(lambda t: quantize(t, "--metric", "bleu
 case("eval-no-labels-no-reference", "no labels")(lambda t: ["eval", model(t), "--data", npz(t)])
 
 # -- schemes ----------------------------------------------------------------------------------
-for _label in ("w3a8", "w8a16", "int8", "w4a4x", "fp16"):
+for _label in ("w3a8", "w16a8", "w8a32", "int8", "w4a4x", "fp16"):
     case(f"scheme-{_label}", "unknown scheme")(lambda t, s=_label: quantize(t, "--scheme", s))
 case("scheme-file-missing", "not found")(lambda t: quantize(t, "--scheme", str(t / "s.json")))
 case("scheme-bad-json", "not valid JSON")(lambda t: quantize(t, "--scheme", raw(t, "s.json", b"{")))

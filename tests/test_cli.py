@@ -72,7 +72,7 @@ def test_scheme_with_unknown_layers(capsys, out, tmp_path):
     _fails(capsys, ["quantize", "--scheme", str(scheme), "-o", str(out)], out, "unknown layer")
 
 
-@pytest.mark.parametrize("scheme", ["w3a8", "w8a16"])
+@pytest.mark.parametrize("scheme", ["w3a8", "w16a8"])
 def test_bits_outside_the_set(capsys, out, scheme):
     _fails(capsys, ["quantize", "--scheme", scheme, "-o", str(out)], out, "w8a8, w4a8")
 

