@@ -3,7 +3,8 @@ the form each backend loads, checked against that backend's rules (OpenVINO: com
 it), with its label-free quality on the kit's test set in ONNX Runtime and, for the
 OpenVINO form, the cosine between OpenVINO's and ONNX Runtime's outputs of the same file.
 
-    python benchmarks/backends.py            # needs `make realkit`, openvino, transformers
+    python benchmarks/backends.py [NAME ...]   # needs `make realkit`, openvino, transformers;
+                                               # NAMEs: kit models and/or bert (default: all)
 """
 
 from __future__ import annotations
@@ -34,18 +35,21 @@ def _openvino_agreement(path: Path, test: Path) -> float:
     import openvino as ov
 
     feed = {k: v[:16] for k, v in np.load(test).items() if not k.startswith("__")}
-    ort_out = make_session(path.read_bytes()).run(None, feed)[0]
+    session = make_session(path.read_bytes())  # one sample per run: some kit models have batch 1
     core = ov.Core()
     compiled = core.compile_model(core.read_model(str(path)), "CPU")
+    ort_out = np.concatenate([session.run(None, {k: v[i : i + 1] for k, v in feed.items()})[0] for i in range(16)])
     ov_out = np.concatenate([compiled({k: v[i : i + 1] for k, v in feed.items()})[0] for i in range(16)])
     return _cosine(ov_out, ort_out)
 
 
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="mpqc_backends_"))
-    models = [(k.name, k.model, k.calib, k.test) for k in kit_models()]
-    bert, calib, test = export_bert(work / "bert", TINY)
-    models.append(("bert_tiny (random init)", bert, calib, test))
+    wanted = set(sys.argv[1:])
+    models = [(k.name, k.model, k.calib, k.test) for k in kit_models() if not wanted or k.name in wanted]
+    if not wanted or "bert" in wanted:
+        bert, calib, test = export_bert(work / "bert", TINY)
+        models.append(("bert_tiny (random init)", bert, calib, test))
     print("| model | backend | scheme | quality (test) | measure | rules broken | OpenVINO vs ORT cosine | s |")
     print("|---|---|---|---|---|---|---|---|")
     for name, model, calib_path, test_path in models:
