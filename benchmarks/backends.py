@@ -18,16 +18,12 @@ import numpy as np
 from mpqc.models.hf_encoder import TINY, export_bert
 
 import mpqc
+from mpqc.quality import mean_cosine
 from mpqc.realkit import kit_models
 from mpqc.runtime import make_session
 
 FORMS = [("ort", "w8a8"), ("tensorrt", "w8a8"), ("tensorrt", "w4nb"), ("qnn", "w8a8"), ("qnn", "w8a16")]
 FORMS += [("openvino", "w8a8"), ("openvino", "w8af")]
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
-    return float(np.mean((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)))
 
 
 def _openvino_agreement(path: Path, test: Path) -> float:
@@ -40,7 +36,7 @@ def _openvino_agreement(path: Path, test: Path) -> float:
     compiled = core.compile_model(core.read_model(str(path)), "CPU")
     ort_out = np.concatenate([session.run(None, {k: v[i : i + 1] for k, v in feed.items()})[0] for i in range(16)])
     ov_out = np.concatenate([compiled({k: v[i : i + 1] for k, v in feed.items()})[0] for i in range(16)])
-    return _cosine(ov_out, ort_out)
+    return mean_cosine([ov_out], [ort_out])
 
 
 def main() -> int:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mpqc.analysis import Layer, takes_form
+from mpqc.analysis import QUANTIZABLE_OPS, Layer, takes_form
 from mpqc.errors import OptionError
 from mpqc.precision import Precision
 
@@ -94,7 +94,7 @@ class Backend:
 
     def per_tensor_ops(self) -> tuple[str, ...]:
         """Layer ops whose weights must be per-tensor here (the CPU EP takes per-channel everywhere)."""
-        return tuple(op for op in ("Conv", "ConvTranspose", "Gemm", "MatMul") if op not in self.per_channel_axes)
+        return tuple(op for op in QUANTIZABLE_OPS if op not in self.per_channel_axes)
 
     def recipe_settings(self) -> dict[str, Any]:
         """How `Recipe` must emit for this backend (merged over the target's defaults)."""

@@ -14,25 +14,16 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from mpqc.analysis import MATMUL_FORM_OPS, QUANTIZABLE_OPS, SHARED_SCALE_OPS
 from mpqc.backend import Backend
 from mpqc.errors import BackendError
+from mpqc.quant import STORAGE_TYPES, ir_dtype
 
 __all__ = ["Violation", "check_model", "require_valid"]
 
 _STANDARD = ("", "ai.onnx")
-_TYPES: dict[int, tuple[int, bool]] = {
-    onnx.TensorProto.INT8: (8, True),
-    onnx.TensorProto.UINT8: (8, False),
-    onnx.TensorProto.INT16: (16, True),
-    onnx.TensorProto.UINT16: (16, False),
-    onnx.TensorProto.INT4: (4, True),
-    onnx.TensorProto.UINT4: (4, False),
-    onnx.TensorProto.INT32: (32, True),
-}
-if hasattr(onnx.TensorProto, "INT2"):
-    _TYPES[onnx.TensorProto.INT2] = (2, True)
-    _TYPES[onnx.TensorProto.UINT2] = (2, False)
-_LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+#: ONNX element type -> (bits, signed), for every integer type mpqc stores
+_TYPES: dict[int, tuple[int, bool]] = {int(ir_dtype(*qtype)): qtype for qtype in STORAGE_TYPES}
 
 
 @dataclass(frozen=True)
@@ -85,7 +76,7 @@ class _Graph:
     def dequantized(self, name: str) -> bool:
         """Whether `name` comes from a DequantizeLinear (through value-moving ops)."""
         node = self.producer.get(name)
-        while node is not None and node.op_type in ("Reshape", "Unsqueeze", "Squeeze", "Transpose", "Flatten"):
+        while node is not None and node.op_type in SHARED_SCALE_OPS:
             node = self.producer.get(node.input[0])
         return node is not None and node.op_type in ("DequantizeLinear", "DynamicQuantizeLinear")
 
@@ -142,7 +133,7 @@ def _check_constant(g: _Graph, node: onnx.NodeProto, name: str, backend: Backend
     users = g.consumers.get(node.output[0], [])
     while len(users) == 1 and users[0].op_type in ("Reshape", "Transpose"):  # a guard between DQ and layer
         users = g.consumers.get(users[0].output[0], [])
-    layer = next((u for u in users if u.op_type in _LAYER_OPS), None)
+    layer = next((u for u in users if u.op_type in QUANTIZABLE_OPS), None)
     if qtype == (32, True):
         if not backend.quantized_bias:
             found.append(Violation(name, "bias", f"int32 bias DequantizeLinear; {backend.name} has no int32 Q/DQ"))
@@ -165,7 +156,7 @@ def _check_constant(g: _Graph, node: onnx.NodeProto, name: str, backend: Backend
     axis = int(_attr(node, "axis", 1))
     op = layer.op_type if layer is not None else "?"
     if block:
-        if qtype[0] not in backend.blocked_bits or op not in ("MatMul", "Gemm"):
+        if qtype[0] not in backend.blocked_bits or op not in MATMUL_FORM_OPS:
             found.append(
                 Violation(
                     name, "blocked", f"blocked {_type_text(qtype)} weights on {op}; {backend.name} does not take them"

@@ -131,15 +131,13 @@ def _check_values(values: dict[str, Any]) -> None:
     for name in ("budget", "target", "backend"):
         if values[name] is not None and not isinstance(values[name], str):
             refuse(name, f"must be a string, got {values[name]!r}")
-    try:
-        if values["budget"] is not None:
-            Budget.parse(values["budget"])
-        get_target(values["target"])
-        if values["backend"] is not None:
-            get_backend(values["backend"])
-    except MpqcError as exc:
-        name = "budget" if "budget" in str(exc) else "backend" if "backend" in str(exc) else "target"
-        refuse(name, str(exc))
+    checks: dict[str, Any] = {"budget": Budget.parse, "target": get_target, "backend": get_backend}
+    for name, check in checks.items():
+        if values[name] is not None:
+            try:
+                check(values[name])
+            except MpqcError as exc:
+                refuse(name, str(exc))
     if values["qat_policy"] not in POLICIES:
         refuse("qat_policy", f"must be one of {', '.join(POLICIES)}, got {values['qat_policy']!r}")
     for name, low, high in (("qat_tolerance", -100, 100), ("max_drop", 0, 100)):

@@ -8,6 +8,7 @@ import numpy as np
 import onnx_ir as ir
 
 __all__ = [
+    "STORAGE_TYPES",
     "int_range",
     "storage_dtype",
     "ir_dtype",
@@ -35,6 +36,10 @@ _STORAGE: dict[tuple[int, bool], type] = {
     (2, False): ml_dtypes.uint2,
     (32, True): np.int32,
 }
+
+
+#: (bits, signed) of every integer type mpqc stores
+STORAGE_TYPES: tuple[tuple[int, bool], ...] = tuple(_STORAGE)
 
 
 def int_range(bits: int, signed: bool) -> tuple[int, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from mpqc.cpu import detect
@@ -18,6 +18,8 @@ ACTIVATION_METHODS = ("minmax", "percentile", "mse")
 CALIBRATION_METHODS = ("auto", *ACTIVATION_METHODS)
 #: `auto`: min-max at 8 bits; below, min-max or MSE by output fidelity (`mpqc.autocalib`)
 WEIGHT_METHODS = ("auto", "minmax", "mse")
+#: the fields a deployment backend sets (`mpqc.backend.Backend.recipe_settings`)
+BACKEND_SETTINGS = ("signed_activations", "zero_points_zero", "quantize_bias", "per_tensor_weight_ops")
 #: the tensor name under which `Recipe.chosen` keeps the weight method chosen per weight width
 WEIGHTS_KEY = "*weights"
 
@@ -84,16 +86,12 @@ class Recipe:
 
     def _backend_json(self) -> dict[str, Any]:
         """The backend settings that differ from ONNX Runtime's (absent for it: cache keys stay)."""
-        out: dict[str, Any] = {}
-        if self.signed_activations:
-            out["signed_activations"] = True
-        if self.zero_points_zero:
-            out["zero_points_zero"] = True
-        if not self.quantize_bias:
-            out["quantize_bias"] = False
-        if self.per_tensor_weight_ops:
-            out["per_tensor_weight_ops"] = list(self.per_tensor_weight_ops)
-        return out
+        defaults = {f.name: f.default for f in fields(Recipe) if f.name in BACKEND_SETTINGS}
+        return {
+            name: list(value) if isinstance(value, tuple) else value
+            for name in BACKEND_SETTINGS
+            if (value := getattr(self, name)) != defaults[name]
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {

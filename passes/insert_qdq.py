@@ -196,17 +196,21 @@ class InsertQDQPass(ir.passes.InPlacePass):
         """Signed activations with zero point 0: as the precision says, or as the backend needs."""
         return prec.a_symmetric or self.recipe.signed_activations
 
+    def _lone_relu(self, out: ir.Value) -> ir.Node | None:
+        """The ReLU that is `out`'s only use, if its output is calibrated and not a graph output."""
+        uses = list(out.uses())
+        if len(uses) != 1 or uses[0].node.op_type != "Relu":
+            return None
+        relu_out = uses[0].node.outputs[0]
+        if relu_out.is_graph_output() or (relu_out.name or "") not in self.calibration:
+            return None
+        return uses[0].node
+
     def _past_relu(self, out: ir.Value) -> ir.Value:
         """Where a layer's signed output is quantized: after a lone following ReLU (a signed
         zero point cannot absorb it; TensorRT fuses Conv + ReLU + Q), else at the layer."""
-        if not self.recipe.signed_activations:
-            return out
-        uses = list(out.uses())
-        if len(uses) == 1 and uses[0].node.op_type == "Relu" and not uses[0].node.outputs[0].is_graph_output():
-            relu_out = uses[0].node.outputs[0]
-            if (relu_out.name or "") in self.calibration:
-                return relu_out
-        return out
+        relu = self._lone_relu(out) if self.recipe.signed_activations else None
+        return out if relu is None else relu.outputs[0]
 
     def _lowered(self, prec: Precision) -> bool:
         """Runs as an int8 kernel: w8a8 always; any quantized weight and activation when
@@ -223,19 +227,17 @@ class InsertQDQPass(ir.passes.InPlacePass):
         range_name = out.name or ""
         if self.recipe.signed_activations:
             return self._activation(range_name, 8, True)
-        uses = list(out.uses())
-        if len(uses) == 1 and uses[0].node.op_type == "Relu" and self._absorbable(uses[0].node, out):
-            relu = uses[0].node
+        relu = self._lone_relu(out)
+        if relu is not None and self._absorbable(relu):
             relu_out = relu.outputs[0]
             range_name = relu_out.name or ""
             ir.convenience.replace_all_uses_with(relu_out, out)
             self._graph.remove(relu, safe=True)
         return self._activation(range_name, 8, False)
 
-    def _absorbable(self, relu: ir.Node, source: ir.Value) -> bool:
+    def _absorbable(self, relu: ir.Node) -> bool:
+        """Whether every reader of a lone ReLU's output takes the unsigned 8-bit grid that absorbs it."""
         out = relu.outputs[0]
-        if out.is_graph_output() or (out.name or "") not in self.calibration:
-            return False
         layer_names = {layer.name for layer in self.analysis.layers}
         for use in out.uses():
             node = use.node

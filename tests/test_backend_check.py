@@ -19,6 +19,7 @@ import mpqc
 from mpqc.backend import get_backend
 from mpqc.backend_check import check_model
 from mpqc.precision import Precision
+from mpqc.quality import mean_cosine
 from mpqc.runtime import make_session
 from mpqc.workload import Workload
 
@@ -105,11 +106,6 @@ def test_dynamic_and_custom_ops_are_named(linear):
     assert check_model(custom, get_backend("ort")) == []
 
 
-def _cosine(a: np.ndarray, c: np.ndarray) -> float:
-    a, c = a.reshape(len(a), -1).astype(np.float64), c.reshape(len(c), -1).astype(np.float64)
-    return float(np.mean((a * c).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(c, axis=1) + 1e-12)))
-
-
 @pytest.mark.parametrize("label", ["w8a8", "w4a8", "w8af", "w4af", "w8a8d", "w4nb"])
 def test_openvino_compiles_and_runs_every_model_emitted_for_it(label, default_model, linear):
     """Checked for real: OpenVINO compiles the file and its outputs match ONNX Runtime's."""
@@ -126,8 +122,8 @@ def test_openvino_compiles_and_runs_every_model_emitted_for_it(label, default_mo
     compiled = core.compile_model(core.read_model(payload, b""), "CPU")
     ov_out = np.concatenate([compiled({name: feed[i : i + 1]})[0] for i in range(len(feed))])
     float_out = make_session(work.prepared.proto).run(None, {name: feed})[0]
-    assert _cosine(ov_out, ort_out) > 0.995
-    assert abs(_cosine(ov_out, float_out) - _cosine(ort_out, float_out)) < 0.01
+    assert mean_cosine([ov_out], [ort_out]) > 0.995
+    assert abs(mean_cosine([ov_out], [float_out]) - mean_cosine([ort_out], [float_out])) < 0.01
 
 
 def test_qat_keeps_the_backend_form(default_model):
