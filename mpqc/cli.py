@@ -126,7 +126,27 @@ def _seed(p: argparse.ArgumentParser) -> None:
 
 
 def _workers(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=None, help="worker processes for QAT jobs (default: cores, max 4)")
+    g = p.add_argument_group("jobs (PTQ, probes, QAT)")
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local: worker processes (default: cores, max 4); ray: actors (default: the cluster's CPUs)",
+    )
+    g.add_argument("--executor", choices=("local", "ray"), default="local", help="where jobs run (ray: the ray extra)")
+    g.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDRESS",
+        help="--executor ray: auto or HOST:PORT of a running cluster (default: start a Ray on this machine)",
+    )
+    g.add_argument("--job-retries", type=int, default=2, help="times a job whose worker died is run again (default: 2)")
+
+
+def _executor(args: argparse.Namespace) -> Any:
+    from mpqc.executor import ExecutorSpec
+
+    return ExecutorSpec(args.executor, args.workers, args.ray_address, args.job_retries)
 
 
 def _json(p: argparse.ArgumentParser) -> None:
@@ -407,6 +427,9 @@ def _cmd_compile(args: argparse.Namespace) -> None:
         probe_epochs=args.probe_epochs,
         seed=args.seed,
         workers=args.workers,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        job_retries=args.job_retries,
         qat_policy=args.qat_policy,
         top_k=args.top_k,
         sensitivity_samples=args.sensitivity_samples,
@@ -482,6 +505,7 @@ def _cmd_necessity(args: argparse.Namespace) -> None:
     from mpqc.workload import Workload
 
     bits = _bits(args.bits)
+    where = _executor(args)
     work = Workload.build(_model_path(args.model), args.data, **_data_kwargs(args))
     result = necessity_workload(
         work,
@@ -490,8 +514,8 @@ def _cmd_necessity(args: argparse.Namespace) -> None:
         epochs=args.epochs,
         validate=args.validate,
         tolerance=args.qat_tolerance / 100,
-        workers=args.workers,
         seed=args.seed,
+        executor=where,
         report=args.report,
         model_name=Path(args.model).name if args.model else "digits_cnn",
         progress=not args.json,

@@ -18,6 +18,7 @@ __all__ = [
     "OutputError",
     "UserCodeError",
     "RunFolderError",
+    "WorkerError",
     "BackendError",
     "first_line",
 ]
@@ -67,6 +68,13 @@ class UserCodeError(MpqcError):
 
 class RunFolderError(MpqcError):
     """A compile run folder that cannot be resumed or reused."""
+
+
+class WorkerError(MpqcError):
+    """Jobs could not run: a worker died more often than retried, or the Ray cluster was
+    lost. Not bad input (exit 1); what had finished is kept."""
+
+    exit_code = 1
 
 
 def first_line(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ import onnx_ir as ir
 
 from mpqc.cache import Cache, content_key
 from mpqc.data import Dataset
-from mpqc.executor import make_executor
+from mpqc.executor import ExecutorSpec, OnRetry, Retry
 from mpqc.frontend import Prepared, prepare
 from mpqc.modelio import atomic_write_bytes
 from mpqc.quality import QualityMeasure
@@ -33,7 +33,17 @@ from mpqc.signature import InputSpec
 from mpqc.stats import Calibration
 from mpqc.training.config import QatConfig
 
-__all__ = ["QatContext", "QatJob", "JobResult", "JobStore", "run_jobs", "context_from"]
+__all__ = [
+    "QatContext",
+    "QatJob",
+    "PtqJob",
+    "JobResult",
+    "JobStore",
+    "Where",
+    "run_jobs",
+    "run_ptq_jobs",
+    "context_from",
+]
 
 _STORE_VERSION = 1
 
@@ -113,6 +123,9 @@ class PtqJob:
 
     scheme: dict[str, Any]
     samples: int
+
+    def key(self, context_key: str) -> str:
+        return content_key({"context": context_key, "ptq": self.scheme, "samples": self.samples})
 
 
 @dataclass(frozen=True)
@@ -201,24 +214,30 @@ def _run_job(job: QatJob) -> JobResult:
 
 
 # -- in the parent -------------------------------------------------------------------------
+Job = QatJob | PtqJob
+
+
 class JobStore:
-    """Finished jobs in a folder (`jobs/` of a run folder), one validated entry each; kept
-    models beside them, checked by their hash."""
+    """Finished jobs in a folder (`jobs/` of a run folder), one validated entry each, keyed on
+    the job's content; kept models beside them, checked by their hash. Any executor reads
+    what any other wrote."""
 
     def __init__(self, folder: Path, context_key: str) -> None:
         self.folder, self.context_key = folder, context_key
         self._cache = Cache("jobs", _STORE_VERSION, folder=folder)
 
-    def get(self, job: QatJob) -> JobResult | None:
+    def get(self, job: Job) -> Any:
+        """The stored result (a `JobResult`, or a PTQ quality), or None."""
         key = job.key(self.context_key)
+        if isinstance(job, PtqJob):
+            return self._cache.get(key, lambda data: _finite(float(data["quality"])))
         model_path = self.folder / f"{key}.onnx"
+        keep_model = job.keep_model
 
         def read(data: Any) -> JobResult:
-            values = [float(data[k]) for k in ("ptq", "qat", "seconds")]
-            if not all(np.isfinite(values)):
-                raise ValueError("non-finite result")
+            values = [_finite(float(data[k])) for k in ("ptq", "qat", "seconds")]
             model = None
-            if job.keep_model:
+            if keep_model:
                 model = model_path.read_bytes()
                 if hashlib.sha256(model).hexdigest() != data["model_sha256"]:
                     raise ValueError("model file does not match its hash")
@@ -226,8 +245,11 @@ class JobStore:
 
         return self._cache.get(key, read)
 
-    def put(self, job: QatJob, result: JobResult) -> None:
+    def put(self, job: Job, result: Any) -> None:
         key = job.key(self.context_key)
+        if isinstance(job, PtqJob):
+            self._cache.put(key, {"quality": float(result)})
+            return
         data: dict[str, Any] = result.to_json()
         if result.model is not None:
             atomic_write_bytes(self.folder / f"{key}.onnx", result.model)
@@ -235,50 +257,78 @@ class JobStore:
         self._cache.put(key, data)
 
 
+def _finite(value: float) -> float:
+    if not np.isfinite(value):
+        raise ValueError("non-finite result")
+    return value
+
+
+Where = ExecutorSpec | int
+
+
+def _spec(where: Where) -> ExecutorSpec:
+    return where if isinstance(where, ExecutorSpec) else ExecutorSpec(workers=max(1, where))
+
+
+def _run_stored(
+    context: QatContext,
+    jobs: Sequence[Job],
+    fn: Callable[[Any], Any],
+    where: Where,
+    store: JobStore | None,
+    progress: Callable[[int], None] | None,
+    on_retry: OnRetry | None,
+) -> list[Any]:
+    """Results in job order: stored ones read back, the rest run where `where` says and
+    stored as each finishes (a retry is reported with the job's index in `jobs`)."""
+    results: list[Any] = [store.get(job) if store is not None else None for job in jobs]
+    todo = [i for i, r in enumerate(results) if r is None]
+    if progress is not None and len(todo) < len(jobs):
+        progress(len(jobs) - len(todo))
+    if not todo:
+        return results
+
+    def done(position: int, result: Any) -> None:
+        index = todo[position]
+        results[index] = result
+        if store is not None:
+            store.put(jobs[index], result)
+        if progress is not None:
+            progress(1)
+
+    def retried(retry: Retry) -> None:
+        if on_retry is not None:
+            on_retry(dataclasses.replace(retry, job=todo[retry.job]))
+
+    executor = _spec(where).start(len(todo), _init_worker, (context,))
+    try:
+        executor.run(fn, [jobs[i] for i in todo], done, retried)
+    finally:
+        executor.close()
+    return results
+
+
 def run_ptq_jobs(
     context: QatContext,
     schemes: Sequence[Scheme],
     samples: int,
-    workers: int,
+    where: Where,
     progress: Callable[[int], None] | None = None,
+    store: JobStore | None = None,
+    on_retry: OnRetry | None = None,
 ) -> list[float]:
     """PTQ quality of each scheme on the first `samples` validation samples, in job order."""
     jobs = [PtqJob(s.to_json(), samples) for s in schemes]
-    if not jobs:
-        return []
-    executor = make_executor(min(workers, len(jobs)), _init_worker, (context,))
-    try:
-        return executor.run(_run_ptq, jobs, (lambda i, r: progress(1)) if progress is not None else None)
-    finally:
-        executor.close()
+    return _run_stored(context, jobs, _run_ptq, where, store, progress, on_retry)
 
 
 def run_jobs(
     context: QatContext,
     jobs: Sequence[QatJob],
-    workers: int,
+    where: Where,
     store: JobStore | None = None,
     progress: Callable[[int], None] | None = None,
+    on_retry: OnRetry | None = None,
 ) -> list[JobResult]:
-    """Results in job order: stored ones read back, the rest run (in `workers` processes)
-    and stored as each finishes."""
-    results: list[JobResult | None] = [store.get(job) if store is not None else None for job in jobs]
-    todo = [i for i, r in enumerate(results) if r is None]
-    if progress is not None and len(todo) < len(jobs):
-        progress(len(jobs) - len(todo))
-    if todo:
-        executor = make_executor(min(workers, len(todo)), _init_worker, (context,))
-
-        def done(position: int, result: JobResult) -> None:
-            index = todo[position]
-            results[index] = result
-            if store is not None:
-                store.put(jobs[index], result)
-            if progress is not None:
-                progress(1)
-
-        try:
-            executor.run(_run_job, [jobs[i] for i in todo], done)
-        finally:
-            executor.close()
-    return [r for r in results if r is not None]
+    """PTQ and QAT of each job, in job order (stored ones read back)."""
+    return _run_stored(context, jobs, _run_job, where, store, progress, on_retry)

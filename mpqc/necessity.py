@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from mpqc.jobs import JobResult, JobStore, QatContext, QatJob, run_jobs
+from mpqc.executor import OnRetry
+from mpqc.jobs import JobResult, JobStore, QatContext, QatJob, Where, run_jobs
 from mpqc.precision import W8A8, Precision
 from mpqc.scheme import Scheme
 
@@ -41,15 +42,17 @@ def measure_schemes(
     context: QatContext,
     schemes: list[Scheme],
     epochs: int,
-    workers: int = 1,
+    workers: Where = 1,
     keep_models: bool = False,
     store: JobStore | None = None,
     progress: Callable[[int], None] | None = None,
     seed: int | None = None,
+    on_retry: OnRetry | None = None,
 ) -> list[JobResult]:
-    """PTQ and QAT quality (validation) of each scheme, stored as each finishes."""
+    """PTQ and QAT quality (validation) of each scheme, stored as each finishes; `workers` is
+    a worker count or an `ExecutorSpec`."""
     jobs = [QatJob(s.to_json(), epochs, context.config.seed if seed is None else seed, keep_models) for s in schemes]
-    return run_jobs(context, jobs, workers, store, progress)
+    return run_jobs(context, jobs, workers, store, progress, on_retry)
 
 
 def recovered(result: JobResult, float_quality: float) -> float | None:
@@ -145,9 +148,10 @@ def probe_layers(
     float_quality: float,
     variants: list[str],
     epochs: int,
-    workers: int = 1,
+    workers: Where = 1,
     store: JobStore | None = None,
     progress: Callable[[int], None] | None = None,
+    on_retry: OnRetry | None = None,
 ) -> LayerProbes:
     """The reference (all w8a8) and each layer alone at each variant, PTQ and QAT."""
     start = time.perf_counter()
@@ -158,7 +162,7 @@ def probe_layers(
         for variant in variants:
             jobs.append(reference.with_layer(layer, Precision.parse(variant)))
             keys.append((layer, variant))
-    results = measure_schemes(context, jobs, epochs, workers, store=store, progress=progress)
+    results = measure_schemes(context, jobs, epochs, workers, store=store, progress=progress, on_retry=on_retry)
     table: dict[str, dict[str, Measured]] = {layer: {} for layer in names}
     for (layer, variant), measured in zip(keys, results[1:]):
         table[layer][variant] = measured
@@ -331,7 +335,7 @@ def validate_oracle(
     oracle: Oracle,
     count: int,
     epochs: int,
-    workers: int,
+    workers: Where,
     seed: int,
     store: JobStore | None = None,
 ) -> Validation:

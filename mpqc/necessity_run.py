@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from mpqc.errors import OptionError
-from mpqc.executor import default_workers
+from mpqc.executor import ExecutorSpec
 from mpqc.jobs import context_from
 from mpqc.modelio import atomic_write_bytes, check_output_dir
 from mpqc.necessity import (
@@ -37,13 +37,15 @@ def necessity_workload(
     tolerance: float = 0.01,
     workers: int | None = None,
     seed: int = 0,
+    executor: ExecutorSpec | None = None,
     lr: float = 0.05,
     report: str | Path | None = None,
     model_name: str = "",
     progress: bool = True,
 ) -> NecessityReport:
     """Probe every layer at each bit width (PTQ and a short QAT), build the predictor, and,
-    with `validate=K`, measure K random held-out schemes against its predictions. Costs of
+    with `validate=K`, measure K random held-out schemes against its predictions. Jobs run
+    on `executor` (default: `workers` local processes). Costs of
     the equal-cost pairs come from the workload's target (bitserial if it has none)."""
     if not bits or any(b not in (2, 4, 8) for b in bits):
         raise OptionError(f"--bits takes 2, 4 and 8, got {list(bits)}")
@@ -51,6 +53,8 @@ def necessity_workload(
         raise OptionError("--validate must be >= 0, and --epochs and --probe-epochs >= 1")
     if report is not None:
         check_output_dir(report)
+    where = executor or ExecutorSpec(workers=workers)
+    where.check()
     say = Progress(progress)
     workload.reporter = say
     start = time.perf_counter()
@@ -58,10 +62,9 @@ def necessity_workload(
     validation_set = workload.splits.validation
     float_quality = workload.evaluate(workload.prepared.model, "validation").quality
     context = context_from(workload, QatConfig(epochs=epochs, lr=lr, seed=seed), {8, *bits}, bits)
-    workers = workers or default_workers()
     variants = probe_variants(list(bits))
     with say.count(1 + len(names) * len(variants), "QAT-necessity probes") as advance:
-        probes = probe_layers(context, names, float_quality, variants, probe_epochs, workers, progress=advance)
+        probes = probe_layers(context, names, float_quality, variants, probe_epochs, where, progress=advance)
     oracle = Oracle(probes, tolerance=tolerance, samples=len(validation_set))
     validation = None
     pairs: list[dict] = []
@@ -71,7 +74,7 @@ def necessity_workload(
         workload.target = get_target("bitserial")
     if validate:
         say(f"validation: {validate} held-out schemes, QAT {epochs} epoch(s) each")
-        validation = validate_oracle(context, names, oracle, validate, epochs, workers, seed + 1)
+        validation = validate_oracle(context, names, oracle, validate, epochs, where, seed + 1)
         costs = [workload.costs.latency(s) for s in validation.schemes]
         pairs = equal_cost_pairs(validation.schemes, [m.necessity for m in validation.measured], costs)
     measure = workload.quality

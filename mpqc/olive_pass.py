@@ -71,7 +71,13 @@ class MpqcCompile(Pass):
             ),
             "qat_epochs": PassConfigParam(type_=int, default_value=3, description="QAT epochs per candidate"),
             "seed": PassConfigParam(type_=int, default_value=0, description="random seed"),
-            "workers": PassConfigParam(type_=int, default_value=1, description="QAT worker processes"),
+            "workers": PassConfigParam(
+                type_=int, default_value=1, description="local: worker processes; ray: actors (default: cluster CPUs)"
+            ),
+            "executor": PassConfigParam(type_=str, default_value="local", description="where jobs run: local or ray"),
+            "ray_address": PassConfigParam(
+                type_=str, default_value=None, description="executor ray: auto or HOST:PORT (default: a Ray here)"
+            ),
         }
 
     @classmethod
@@ -149,6 +155,12 @@ def _check_values(values: dict[str, Any]) -> None:
     for name in ("workers", "qat_epochs"):
         if isinstance(values[name], bool) or not isinstance(values[name], int) or values[name] < 1:
             refuse(name, f"must be a whole number of at least 1, got {values[name]!r}")
+    from mpqc.executor import ExecutorSpec
+
+    try:
+        ExecutorSpec(values["executor"], values["workers"], values["ray_address"])
+    except MpqcError as exc:
+        refuse("executor" if values["ray_address"] is None else "ray_address", str(exc))
 
 
 def _options(config: Any) -> CompileOptions:
@@ -158,6 +170,8 @@ def _options(config: Any) -> CompileOptions:
         qat_epochs=config.qat_epochs,
         seed=config.seed,
         workers=config.workers,
+        executor=config.executor,
+        ray_address=config.ray_address,
         qat_policy=config.qat_policy,
         max_drop=None if config.max_drop is None else config.max_drop / 100,
         progress=False,

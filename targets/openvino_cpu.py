@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import math
 import statistics
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -33,6 +32,7 @@ from mpqc.targets.ort_cpu import (
     VariantCostModel,
     cpu_model,
     interleave,
+    profile_variants,
     runs_on_cpu,
     variant_labels,
     variant_scheme,
@@ -153,13 +153,15 @@ class OpenVinoCpuTarget(Target):
         model = OpenVinoCostModel(self, prepared)
         model.use_feed(feed)
         payloads = [model.lower(variant_scheme(prepared.analysis, label, self)) for label in labels]
-        profiles = {}
-        start = time.perf_counter()
-        for i, (label, payload) in enumerate(zip(labels, payloads)):
-            inputs.say(
-                f"openvino-cpu: profiling variant {i + 1}/{len(labels)} ({label}), {time.perf_counter() - start:.0f}s"
-            )
-            profiles[label] = self.profile_nodes(payload, feed)
+        profiles = profile_variants(
+            "openvino-cpu",
+            key,
+            labels,
+            payloads,
+            lambda payload: self.profile_nodes(payload, feed),
+            inputs,
+            decode=lambda data: {str(n): float(t) for n, t in data.items()},
+        )
         inputs.say(f"openvino-cpu: timing the {len(labels)} variants interleaved")
         walls = self.measure_interleaved(payloads, feed, rounds=2 * self.repeats)
         model.set_profiles(profiles, {label: w.median_s for label, w in zip(labels, walls)})

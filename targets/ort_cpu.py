@@ -51,6 +51,7 @@ from mpqc.scheme import Scheme
 from mpqc.stats import Calibration
 
 __all__ = [
+    "profile_variants",
     "OrtCpuTarget",
     "OrtCpuCostModel",
     "CPU_SPACE",
@@ -196,19 +197,51 @@ class OrtCpuTarget(Target):
         model.use_feed(feed)
         labels = variant_labels(prepared.analysis, self)
         payloads = model.variant_payloads()
-        profiles = {}
-        start = time.perf_counter()
-        for i, (label, payload) in enumerate(zip(labels, payloads)):
-            inputs.say(
-                f"ort-cpu: profiling variant {i + 1}/{len(labels)} ({label}), {time.perf_counter() - start:.0f}s"
-            )
-            profiles[label] = self.profile_nodes(payload, feed)
+        profiles = profile_variants(
+            "ort-cpu",
+            key,
+            labels,
+            payloads,
+            lambda payload: self.profile_nodes(payload, feed),
+            inputs,
+            encode=lambda nodes: [[op, name, t] for (op, name), t in sorted(nodes.items())],
+            decode=lambda data: {(str(op), str(name)): float(t) for op, name, t in data},
+        )
         inputs.say(f"ort-cpu: timing the {len(labels)} variants interleaved")
         walls = self.measure_interleaved(payloads, feed, rounds=2 * self.repeats)
         model.set_profiles(profiles, {label: wall.median_s for label, wall in zip(labels, walls)})
         model.spreads = {label: wall.iqr_s for label, wall in zip(labels, walls)}
         cache.put(key, model.to_json())
         return model
+
+
+def profile_variants(
+    name: str,
+    key: str,
+    labels: Sequence[str],
+    payloads: Sequence[bytes],
+    profile: Callable[[bytes], Any],
+    inputs: CostInputs,
+    encode: Callable[[Any], Any] = lambda v: v,
+    decode: Callable[[Any], Any] = lambda v: v,
+) -> dict[str, Any]:
+    """Each variant's per-node profile, each a job stored in the cache as it finishes (keyed
+    on the whole profile's key, so on this CPU, runtime and model), so an interrupted profile
+    resumes at the variant it stopped at. Variants run one at a time on this machine: it is
+    the one being priced, and two timings at once would disturb each other."""
+    cache = Cache(f"{name}-variant", _CACHE_VERSION, enabled=inputs.use_cache)
+    profiles: dict[str, Any] = {}
+    start = time.perf_counter()
+    for i, (label, payload) in enumerate(zip(labels, payloads)):
+        variant_key = content_key({"profile": key, "variant": label})
+        stored = cache.get(variant_key, decode)
+        if stored is not None:
+            profiles[label] = stored
+            continue
+        inputs.say(f"{name}: profiling variant {i + 1}/{len(labels)} ({label}), {time.perf_counter() - start:.0f}s")
+        profiles[label] = profile(payload)
+        cache.put(variant_key, encode(profiles[label]))
+    return profiles
 
 
 def interleave(runs: Sequence[Callable[[], object]], warmup: int, rounds: int) -> list[Measurement]:

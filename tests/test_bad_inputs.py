@@ -254,10 +254,16 @@ for _flag, _value, _match in [
     ("--percentile", "nan", "percentile"),
     ("--threads", "two", "invalid int"),
     ("--qat-policy", "sometimes", "invalid choice"),
+    ("--executor", "dask", "invalid choice"),
+    ("--ray-address", "auto", "--ray-address needs --executor ray"),
+    ("--job-retries", "-1", "--job-retries"),
 ]:
     case(f"compile{_flag}={_value}", _match)(lambda t, f=_flag, v=_value: compile_(t, f, v))
 for _bits, _match in [("abc", "--bits"), (",", "--bits"), ("3", "--bits"), ("", "--bits"), ("2,16", "--bits")]:
     case(f"necessity-bits-{_bits or 'empty'}", _match)(lambda t, v=_bits: ["necessity", "--bits", v])
+case("necessity-ray-address-without-ray", "--ray-address needs --executor ray")(
+    lambda t: ["necessity", "--ray-address", "auto"]
+)
 case("necessity-validate-negative", "--validate")(lambda t: ["necessity", "--validate", "-1"])
 case("necessity-report-is-file", "not a folder")(lambda t: ["necessity", "--report", raw(t, "f.txt", b"x")])
 case("qat-lr-zero", "lr")(lambda t: ["qat", "--lr", "0", "-o", out(t)])

@@ -70,6 +70,8 @@ LAYERS = [
             "mpqc.search",
             "mpqc.training",
             "mpqc.executor",
+            "mpqc.ray_executor",
+            "mpqc.scheduler",
             "mpqc.jobs",
             "mpqc.necessity",
             "mpqc.plots",

@@ -66,6 +66,8 @@ def test_the_example_workflow_runs_in_olive(tmp_path, capsys):
         ({"qat_policy": "sometimes"}, r"MpqcCompile.qat_policy: must be one of predicted, always"),
         ({"max_drop": 150}, r"MpqcCompile.max_drop: must be a number of points in \[0, 100\]"),
         ({"workers": 0}, r"MpqcCompile.workers: must be a whole number of at least 1"),
+        ({"executor": "dask"}, r"MpqcCompile.executor: unknown executor 'dask'; use one of local, ray"),
+        ({"ray_address": "auto"}, r"MpqcCompile.ray_address: --ray-address needs --executor ray"),
     ],
 )
 def test_bad_options_are_refused_by_name_before_any_work(changes, match):

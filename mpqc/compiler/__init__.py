@@ -44,7 +44,7 @@ from mpqc.compiler.run_folder import RunFolder
 from mpqc.compiler.sensitivity import measure_sensitivity
 from mpqc.compiler.winner import choose_winner
 from mpqc.errors import BudgetError, MpqcError
-from mpqc.executor import default_workers
+from mpqc.executor import Retry
 from mpqc.jobs import JobStore, context_from
 from mpqc.necessity import LayerProbes, Oracle, measure_schemes
 from mpqc.precision import Precision
@@ -98,6 +98,7 @@ def compile_workload(
     start = time.perf_counter()
     searched = workload.target.parse_space(space)
     policy = make_policy(options.qat_policy)
+    options.executor_spec().check()  # Ray installed and its cluster reachable, before any work
     inputs = _inputs(workload, searched, options)
     run = RunFolder(Path(output), inputs, resume)  # checked; created once the budget is known to be feasible
     say = Progress(options.progress, run.log)
@@ -135,7 +136,17 @@ def _search(
     budget = workload.resolved_budget
     say(f"budget {budget.describe()}; quality: {workload.quality.description} ({workload.quality.name})")
     float_quality = workload.evaluate(workload.prepared.model, "validation").quality
-    workers = options.workers or default_workers()
+    where = options.executor_spec()
+    retries: list[dict[str, Any]] = []
+
+    def retried(stage: str) -> Any:
+        def record(retry: Retry) -> None:
+            retries.append({"stage": stage, "job": retry.job + 1, "attempt": retry.attempt, "reason": retry.reason})
+            say(f"{stage}: job {retry.job + 1} lost its worker ({retry.reason}); retry {retry.attempt}")
+
+        return record
+
+    say(f"jobs run {where.describe()}")
 
     # 3. sensitivity (PTQ jobs; the same context carries the QAT jobs later)
     config = QatConfig(epochs=options.qat_epochs, lr=options.lr, seed=options.seed)
@@ -145,10 +156,10 @@ def _search(
     samples = min(options.sensitivity_samples, len(workload.splits.validation))
     jobs = 1 + sum(len(o.precisions) - (1 if any(p.label == "w8a8" for p in o.precisions) else 0) for o in per_layer)
     with say.count(jobs, f"PTQ sensitivity ({samples} validation samples)") as advance:
-        sensitivity, where = measure_sensitivity(
-            workload, context, searched, samples, workers, run, options.use_cache, advance
+        sensitivity, source = measure_sensitivity(
+            workload, context, searched, samples, where, run, options.use_cache, advance, retried("sensitivity")
         )
-    say(f"PTQ sensitivity ({where}): w8a8 reference {100 * sensitivity.reference:.2f}")
+    say(f"PTQ sensitivity ({source}): w8a8 reference {100 * sensitivity.reference:.2f}")
 
     # 4. probes (predicted policy only)
     probes: LayerProbes | None = None
@@ -159,10 +170,19 @@ def _search(
 
         count = 1 + len(names) * len(probe_variants_for(searched))
         with say.count(count, "QAT-necessity probes") as advance:
-            probes, where = layer_probes(
-                context, names, float_quality, searched, options.probe_epochs, workers, run, options.use_cache, advance
+            probes, source = layer_probes(
+                context,
+                names,
+                float_quality,
+                searched,
+                options.probe_epochs,
+                where,
+                run,
+                options.use_cache,
+                advance,
+                retried("probes"),
             )
-        say(f"QAT-necessity probes ({where}): {count} short QAT runs")
+        say(f"QAT-necessity probes ({source}): {count} short QAT runs")
         oracle = Oracle(probes, tolerance=options.qat_tolerance, samples=len(workload.splits.validation))
         objectives["qat-loss"] = [[_unrecoverable(oracle, o.layer, p) for p in o.precisions] for o in per_layer]
 
@@ -183,7 +203,14 @@ def _search(
     def train(batch: Sequence[Candidate]) -> None:
         with say.count(len(batch), f"QAT ({options.qat_epochs} epochs each)") as advance:
             results = measure_schemes(
-                context, [c.scheme for c in batch], options.qat_epochs, workers, True, store, advance
+                context,
+                [c.scheme for c in batch],
+                options.qat_epochs,
+                where,
+                True,
+                store,
+                advance,
+                on_retry=retried("QAT"),
             )
         for candidate, result in zip(batch, results):
             candidate.qat = result.qat
@@ -243,6 +270,7 @@ def _search(
     from mpqc.compiler.elsewhere import price_elsewhere
     from mpqc.report_html import render
 
+    report["executor"] = {**where.to_json(), "retried": retries}
     report["backend"] = None if workload.backend is None else {**workload.backend.to_json(), "violations": []}
     report["elsewhere"] = price_elsewhere(workload, payload)
     if report["elsewhere"] and "ratio_to_float" in report["elsewhere"]:

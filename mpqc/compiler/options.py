@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from mpqc.errors import OptionError
+from mpqc.executor import DEFAULT_RETRIES, ExecutorSpec
 
 __all__ = ["CompileOptions", "POLICIES", "DEFAULT_BUDGET", "DEFAULT_TARGET", "MAX_DROP_BUDGET"]
 
@@ -50,6 +51,11 @@ class CompileOptions:
     #: quality-constrained mode: minimise the budget's first metric subject to validation
     #: quality >= float - max_drop (a fraction; 0.01 = 1 point); None: maximise quality
     max_drop: float | None = None
+    #: where jobs run: "local" (`workers` processes) or "ray" (on the cluster at `ray_address`)
+    executor: str = "local"
+    ray_address: str | None = None
+    #: times a job whose worker died is run again
+    job_retries: int = DEFAULT_RETRIES
 
     def __post_init__(self) -> None:
         if not (isinstance(self.qat_tolerance, int | float) and math.isfinite(self.qat_tolerance)):
@@ -66,11 +72,14 @@ class CompileOptions:
         _count("round_size", self.round_size, 1)
         _count("--sensitivity-samples", self.sensitivity_samples, 1)
         _count("--seed", self.seed, 0)
-        if self.workers is not None:
-            _count("--workers", self.workers, 1)
+        self.executor_spec()  # raises on a bad executor, worker count, address or retry count
         if self.max_drop is not None and not (
             isinstance(self.max_drop, int | float) and math.isfinite(self.max_drop) and 0 <= self.max_drop <= 1
         ):
             raise OptionError(f"--max-drop must be between 0 and 100 points, got {self.max_drop!r}")
         if self.qat_policy not in POLICIES:
             raise OptionError(f"unknown QAT policy {self.qat_policy!r}; use one of {', '.join(POLICIES)}")
+
+    def executor_spec(self) -> ExecutorSpec:
+        """Where this compile's jobs run."""
+        return ExecutorSpec(self.executor, self.workers, self.ray_address, self.job_retries)

@@ -10,7 +10,8 @@ from typing import Any
 
 from mpqc.cache import Cache, content_key
 from mpqc.compiler.run_folder import RunFolder
-from mpqc.jobs import JobStore, QatContext
+from mpqc.executor import OnRetry
+from mpqc.jobs import JobStore, QatContext, Where
 from mpqc.necessity import LayerProbes, probe_layers
 from mpqc.precision import Precision
 
@@ -32,10 +33,11 @@ def layer_probes(
     float_quality: float,
     space: Sequence[Precision],
     epochs: int,
-    workers: int,
+    where: Where,
     run: RunFolder,
     use_cache: bool,
     progress: Callable[[int], None] | None = None,
+    on_retry: OnRetry | None = None,
 ) -> tuple[LayerProbes, str]:
     """The probes, and where they came from ("run folder", "cache" or "measured")."""
     variants = probe_variants_for(space)
@@ -58,7 +60,7 @@ def layer_probes(
         run.write_json("probes.json", saved.to_json())
         return saved, "cache"
     store = JobStore(run.path / "jobs", context.key)
-    probes = probe_layers(context, names, float_quality, variants, epochs, workers, store, progress)
+    probes = probe_layers(context, names, float_quality, variants, epochs, where, store, progress, on_retry)
     run.write_json("probes.json", probes.to_json())
     cache.put(key, probes.to_json())
     return probes, "measured"

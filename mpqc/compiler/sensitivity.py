@@ -12,7 +12,8 @@ from typing import Any
 
 from mpqc.cache import Cache, content_key
 from mpqc.compiler.run_folder import RunFolder
-from mpqc.jobs import QatContext, run_ptq_jobs
+from mpqc.executor import OnRetry
+from mpqc.jobs import JobStore, QatContext, Where, run_ptq_jobs
 from mpqc.precision import W8A8, Precision
 from mpqc.scheme import Scheme
 from mpqc.workload import Workload
@@ -56,13 +57,15 @@ def measure_sensitivity(
     context: QatContext,
     space: Sequence[Precision],
     samples: int,
-    workers: int,
+    where: Where,
     run: RunFolder,
     use_cache: bool,
     progress: Callable[[int], None] | None = None,
+    on_retry: OnRetry | None = None,
 ) -> tuple[Sensitivity, str]:
     """The table, and where it came from ("run folder", "cache" or "measured"), measured on the
-    first `samples` validation samples by PTQ jobs in `workers` processes."""
+    first `samples` validation samples by PTQ jobs run `where` (each stored in the run folder
+    as it finishes, so a resumed run measures only what was missing)."""
     assert workload.target is not None
     target = workload.target
     layers = workload.prepared.analysis.layers
@@ -93,7 +96,8 @@ def measure_sensitivity(
     reference_scheme = Scheme.uniform(names, W8A8)
     pairs = [(n, p) for n in names for p in runnable[n] if p.label != W8A8.label]
     schemes = [reference_scheme] + [reference_scheme.with_layer(n, p) for n, p in pairs]
-    qualities = run_ptq_jobs(context, schemes, samples, workers, progress)
+    store = JobStore(run.path / "jobs", context.key)
+    qualities = run_ptq_jobs(context, schemes, samples, where, progress, store, on_retry)
     reference = qualities[0]
     loss: dict[str, dict[str, float]] = {n: {W8A8.label: 0.0} for n in names}
     for (name, precision), quality in zip(pairs, qualities[1:]):

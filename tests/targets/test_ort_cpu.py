@@ -126,3 +126,27 @@ def test_a_precision_it_does_not_run_is_refused_by_name():
     assert {"w8a8d", "w4nb"} <= {p.label for p in target.precisions()}
     with pytest.raises(SchemeError, match="does not run w2nb"):
         target.parse_space("w2nb")
+
+
+def test_an_interrupted_profile_resumes_at_the_variant_it_stopped_at(setup, tmp_path, monkeypatch):
+    prepared, target = setup
+    real = OrtCpuTarget.profile_nodes
+    calls: list[int] = []
+
+    def dies_on_the_second(self, payload, feed):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, payload, feed)
+
+    monkeypatch.setattr(OrtCpuTarget, "profile_nodes", dies_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        target.cost_model(Inputs(prepared))
+    assert len(list((tmp_path / "ort-cpu-variant").glob("*.json"))) == 1  # the first, stored as it finished
+    monkeypatch.setattr(OrtCpuTarget, "profile_nodes", real)
+    inputs = Inputs(prepared)
+    resumed = target.cost_model(inputs)
+    profiled = [line for line in inputs.lines if "profiling variant" in line]
+    assert len(profiled) == len(resumed.walls) - 1 and "profiling variant 1/" not in " ".join(profiled)
+    fresh = target.cost_model(Inputs(prepared, use_cache=False))
+    assert set(fresh.nodes) == set(resumed.nodes)  # the stored variant reads back as it was measured
