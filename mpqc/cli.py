@@ -515,6 +515,8 @@ def _cmd_necessity(args: argparse.Namespace) -> None:
         validate=args.validate,
         tolerance=args.qat_tolerance / 100,
         seed=args.seed,
+        seeds=args.seeds,
+        short_epochs=args.short_epochs,
         executor=where,
         report=args.report,
         model_name=Path(args.model).name if args.model else "digits_cnn",
@@ -720,6 +722,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bits", default="2,4,8", help="probe bit widths (weights at each; activations below 8)")
     p.add_argument("--validate", type=int, default=0, help="measure K random held-out schemes against the predictor")
+    p.add_argument(
+        "--seeds", type=int, default=1, help="QAT runs per held-out scheme (seeds), averaged as the truth (default 1)"
+    )
+    p.add_argument(
+        "--short-epochs",
+        type=int,
+        default=0,
+        help="also score the short-QAT predictor: N after this many epochs (default 0: off)",
+    )
     p.add_argument("--probe-epochs", type=int, default=3, help="QAT epochs per probe")
     p.add_argument("--epochs", type=int, default=3, help="QAT epochs per validation scheme")
     p.add_argument("--qat-tolerance", type=float, default=1.0, help="points of quality QAT must add to be needed")

@@ -20,6 +20,7 @@ import numpy as np
 
 from mpqc.executor import OnRetry
 from mpqc.jobs import JobResult, JobStore, QatContext, QatJob, Where, run_jobs
+from mpqc.necessity_eval import SchemeRecord, compare_predictors, spearman
 from mpqc.precision import W8A8, Precision
 from mpqc.scheme import Scheme
 
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 Measured = JobResult
+#: the short-QAT predictor's seed, offset from the validation seeds so its noise is its own
+_SHORT_SEED = 1000
 
 
 def measure_schemes(
@@ -243,13 +246,17 @@ class Oracle:
         p = min(max(self.probes.reference_point.qat, 1e-3), 1 - 1e-3)
         return math.sqrt(p * (1 - p) / self.samples)
 
-    def predict(self, scheme: Scheme, ptq_quality: float) -> Prediction:
+    def unrecoverable(self, scheme: Scheme) -> float:
+        """The scheme's layers' own unrecoverable losses, each above the noise floor."""
         floor = self.noise_floor
-        per_layer = sum(
+        return sum(
             max(0.0, self.probes.unrecoverable(layer, variant) - floor)
             for layer, precision in scheme.layers.items()
             for variant in self.variants_of(precision)
         )
+
+    def predict(self, scheme: Scheme, ptq_quality: float) -> Prediction:
+        per_layer = self.unrecoverable(scheme)
         ptq_loss = max(0.0, self.probes.reference_point.ptq - ptq_quality)
         lost = max(per_layer, (self.kappa or 0.0) * ptq_loss)
         qat = max(0.0, self.probes.reference_point.qat - lost)
@@ -267,6 +274,17 @@ class Oracle:
         """Baseline (a): QAT recovers everything, N = Q_float - Q_PTQ."""
         return max(0.0, self.probes.float_quality - ptq_quality)
 
+    def kappa_only(self, ptq_quality: float) -> float:
+        """The oracle without its per-layer term: QAT leaves `kappa` of the PTQ loss."""
+        ref = self.probes.reference_point
+        lost = (self.kappa or 0.0) * max(0.0, ref.ptq - ptq_quality)
+        return max(0.0, ref.qat - lost - ptq_quality)
+
+    def rule_minus_probes(self, scheme: Scheme, ptq_quality: float) -> float:
+        """Rule (a) less the layers' own unrecoverable losses (each above the noise floor):
+        QAT wins back everything but what single-layer probes showed it cannot."""
+        return max(0.0, self.baseline_full_recovery(ptq_quality) - self.unrecoverable(scheme))
+
     def baseline_sum(self, scheme: Scheme) -> float:
         """Baseline (b): the sum of the per-layer probe N values."""
         return sum(
@@ -280,7 +298,7 @@ def random_schemes(names: list[str], count: int, seed: int, choices: list[str] |
     """Held-out mixed schemes: each layer drawn from `choices`, each scheme with at least
     one layer below w8a8 (all-w8a8 carries no information)."""
     rng = random.Random(seed)
-    options = [Precision.parse(c) for c in (choices or ["w8a8", "w4a8", "w2a8", "w4a4", "w8a4"])]
+    options = [Precision.parse(c) for c in (choices or ["w8a8", "w4a8", "w2a8", "w4a4", "w8a4", "w8a2"])]
     schemes: list[Scheme] = []
     seen: set[Scheme] = set()
     while len(schemes) < count:
@@ -302,12 +320,18 @@ class Validation:
     tolerance: float
     seconds: float
     stats: dict[str, float] = field(default_factory=dict)
+    #: every scheme with QAT per seed and each predictor's N (`mpqc.necessity_eval`)
+    records: list[SchemeRecord] = field(default_factory=list)
+    #: the predictors scored against the seed-averaged truth, with bootstrap intervals
+    comparison: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self, float_quality: float) -> dict[str, Any]:
         return {
             "tolerance": self.tolerance,
             "seconds": self.seconds,
             "stats": self.stats,
+            "comparison": self.comparison,
+            "records": [r.to_json() for r in self.records],
             "schemes": [
                 {
                     "scheme": s.labels(),
@@ -321,14 +345,6 @@ class Validation:
         }
 
 
-def _spearman(a: list[float], b: list[float]) -> float:
-    from scipy.stats import spearmanr
-
-    if len(set(a)) < 2 or len(set(b)) < 2:
-        return float("nan")
-    return float(spearmanr(a, b).statistic)
-
-
 def validate_oracle(
     context: QatContext,
     names: list[str],
@@ -338,36 +354,75 @@ def validate_oracle(
     workers: Where,
     seed: int,
     store: JobStore | None = None,
+    seeds: int = 1,
+    short_epochs: int = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> Validation:
-    """Measure `count` random held-out schemes (PTQ and QAT) and compare the oracle and the baselines
-    with what was measured."""
+    """Measure `count` random held-out schemes (PTQ, and QAT once per seed: `seed` ..
+    `seed + seeds - 1`) and score the oracle and the baselines against the seed-averaged N.
+    With `short_epochs`, also the short-QAT predictor: N measured after that many epochs
+    (its own seed), the cheap end of a learning curve."""
     start = time.perf_counter()
     schemes = random_schemes(names, count, seed)
-    measured = measure_schemes(context, schemes, epochs, workers, store=store)
-    # the model term of the oracle's uncertainty, fitted on what was just measured
+    runs = [
+        measure_schemes(context, schemes, epochs, workers, store=store, progress=progress, seed=seed + k)
+        for k in range(seeds)
+    ]
+    measured = runs[0]
+    short = (
+        measure_schemes(
+            context, schemes, short_epochs, workers, store=store, progress=progress, seed=seed + _SHORT_SEED
+        )
+        if short_epochs
+        else None
+    )
     predicted = [oracle.predict(s, m.ptq) for s, m in zip(schemes, measured)]
     baseline_a = [oracle.baseline_full_recovery(m.ptq) for m in measured]
     baseline_b = [oracle.baseline_sum(s) for s in schemes]
-    truth = [m.necessity for m in measured]
-    needs = [n > oracle.tolerance for n in truth]
+    records = []
+    for i, (scheme, m) in enumerate(zip(schemes, measured)):
+        guesses = {
+            "predictor": predicted[i].necessity,
+            "rule_a": baseline_a[i],
+            "kappa_only": oracle.kappa_only(m.ptq),
+            "per_layer_sum": baseline_b[i],
+            "rule_minus_probes": oracle.rule_minus_probes(scheme, m.ptq),
+        }
+        if short is not None:
+            guesses["short_qat"] = short[i].necessity
+        qat = tuple(run[i].qat for run in runs)
+        records.append(SchemeRecord(scheme.labels(), oracle.probes.float_quality, m.ptq, qat, guesses))
+    truth = [r.necessity for r in records]
+    needs = [r.needs_qat(oracle.tolerance) for r in records]
+    mean_qat = [float(np.mean(r.qat)) for r in records]
 
     def decision_accuracy(values: list[float]) -> float:
         return float(np.mean([(v > oracle.tolerance) == t for v, t in zip(values, needs)]))
 
     stats = {
-        "spearman_oracle": _spearman([p.necessity for p in predicted], truth),
-        "spearman_full_recovery": _spearman(baseline_a, truth),
-        "spearman_sum_of_probes": _spearman(baseline_b, truth),
-        "spearman_qat_quality": _spearman([p.qat_quality for p in predicted], [m.qat for m in measured]),
-        "mae_qat_quality": float(np.mean([abs(p.qat_quality - m.qat) for p, m in zip(predicted, measured)])),
+        "spearman_oracle": spearman([p.necessity for p in predicted], truth),
+        "spearman_full_recovery": spearman(baseline_a, truth),
+        "spearman_sum_of_probes": spearman(baseline_b, truth),
+        "spearman_qat_quality": spearman([p.qat_quality for p in predicted], mean_qat),
+        "mae_qat_quality": float(np.mean([abs(p.qat_quality - q) for p, q in zip(predicted, mean_qat)])),
         "mae_necessity_oracle": float(np.mean([abs(p.necessity - t) for p, t in zip(predicted, truth)])),
         "decision_accuracy_oracle": decision_accuracy([p.necessity for p in predicted]),
         "decision_accuracy_full_recovery": decision_accuracy(baseline_a),
         "decision_accuracy_sum_of_probes": decision_accuracy(baseline_b),
         "mean_confidence": float(np.mean([p.confidence for p in predicted])),
     }
+    comparison = compare_predictors(records, oracle.tolerance, seed=seed)
     return Validation(
-        schemes, measured, predicted, baseline_a, baseline_b, oracle.tolerance, time.perf_counter() - start, stats
+        schemes,
+        measured,
+        predicted,
+        baseline_a,
+        baseline_b,
+        oracle.tolerance,
+        time.perf_counter() - start,
+        stats,
+        records,
+        comparison,
     )
 
 

@@ -24,7 +24,7 @@ from mpqc.progress import Progress
 from mpqc.training.config import QatConfig
 from mpqc.workload import Workload
 
-__all__ = ["necessity_workload", "write_report", "profile_table", "validation_table"]
+__all__ = ["necessity_workload", "write_report", "profile_table", "validation_table", "comparison_lines"]
 
 
 def necessity_workload(
@@ -38,19 +38,26 @@ def necessity_workload(
     workers: int | None = None,
     seed: int = 0,
     executor: ExecutorSpec | None = None,
+    seeds: int = 1,
+    short_epochs: int = 0,
     lr: float = 0.05,
     report: str | Path | None = None,
     model_name: str = "",
     progress: bool = True,
 ) -> NecessityReport:
     """Probe every layer at each bit width (PTQ and a short QAT), build the predictor, and,
-    with `validate=K`, measure K random held-out schemes against its predictions. Jobs run
+    with `validate=K`, measure K random held-out schemes against its predictions (QAT once
+    per seed of `seeds`; `short_epochs` adds the short-QAT predictor). Jobs run
     on `executor` (default: `workers` local processes). Costs of
     the equal-cost pairs come from the workload's target (bitserial if it has none)."""
     if not bits or any(b not in (2, 4, 8) for b in bits):
         raise OptionError(f"--bits takes 2, 4 and 8, got {list(bits)}")
     if validate < 0 or probe_epochs < 1 or epochs < 1:
         raise OptionError("--validate must be >= 0, and --epochs and --probe-epochs >= 1")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise OptionError(f"--seeds must be a whole number >= 1, got {seeds!r}")
+    if isinstance(short_epochs, bool) or not isinstance(short_epochs, int) or not 0 <= short_epochs <= epochs:
+        raise OptionError(f"--short-epochs must be a whole number in [0, --epochs], got {short_epochs!r}")
     if report is not None:
         check_output_dir(report)
     where = executor or ExecutorSpec(workers=workers)
@@ -73,10 +80,24 @@ def necessity_workload(
 
         workload.target = get_target("bitserial")
     if validate:
-        say(f"validation: {validate} held-out schemes, QAT {epochs} epoch(s) each")
-        validation = validate_oracle(context, names, oracle, validate, epochs, where, seed + 1)
+        runs = validate * (seeds + (1 if short_epochs else 0))
+        with say.count(
+            runs, f"validation: {validate} held-out schemes x {seeds} seed(s), QAT {epochs} epoch(s)"
+        ) as step:
+            validation = validate_oracle(
+                context,
+                names,
+                oracle,
+                validate,
+                epochs,
+                where,
+                seed + 1,
+                seeds=seeds,
+                short_epochs=short_epochs,
+                progress=step,
+            )
         costs = [workload.costs.latency(s) for s in validation.schemes]
-        pairs = equal_cost_pairs(validation.schemes, [m.necessity for m in validation.measured], costs)
+        pairs = equal_cost_pairs(validation.schemes, [r.necessity for r in validation.records], costs)
     measure = workload.quality
     notes = [
         f"quality: {measure.description} ({measure.name}) on the validation split ({len(validation_set)} samples); "
@@ -144,12 +165,40 @@ def validation_table(result: NecessityReport) -> str:
         f"  QAT quality: Spearman {s['spearman_qat_quality']:.3f}, "
         f"mean abs error {100 * s['mae_qat_quality']:.2f} points; mean confidence {100 * s['mean_confidence']:.0f}%",
     ]
+    lines += comparison_lines(result.validation.comparison)
     for pair in result.pairs:
         lines.append(
             f"  equal cost ({result.cost_target}: {1e3 * pair['cost_a']:.3f} vs {1e3 * pair['cost_b']:.3f} ms),"
             f" N {100 * pair['necessity_a']:+.1f} vs {100 * pair['necessity_b']:+.1f} points"
         )
     return "\n".join(lines)
+
+
+def comparison_lines(comparison: dict) -> list[str]:
+    """Each predictor's scores against the seed-averaged truth, and its difference from the
+    rule float - PTQ with the bootstrap interval (positive: better than the rule)."""
+    if not comparison:
+        return []
+    lines = [
+        f"  {comparison['schemes']} schemes x {comparison['seeds']} seed(s); seed noise of N "
+        f"{100 * comparison['seed_noise']:.2f} points (mean sd); decisions the seeds split on: "
+        f"{comparison['split_decisions']}; one seed vs the others' mean: Spearman {comparison['seed_ceiling']:.3f}",
+        "  predictor          Spearman  MAE pts  decisions  vs rule_a: dSpearman [95% CI]    dMAE pts [95% CI]",
+    ]
+    for name, score in comparison["scores"].items():
+        diff = comparison["differences"].get(name)
+        against = ""
+        if diff is not None:
+            rho, mae = diff["spearman"], diff["mae"]
+            against = (
+                f"{rho['value']:+.3f} [{rho['ci95'][0]:+.3f}, {rho['ci95'][1]:+.3f}]    "
+                f"{100 * mae['value']:+.2f} [{100 * mae['ci95'][0]:+.2f}, {100 * mae['ci95'][1]:+.2f}]"
+            )
+        lines.append(
+            f"  {name:<17}  {score['spearman']:8.3f}  {100 * score['mae']:7.2f}  "
+            f"{100 * score['decision_accuracy']:8.0f}%  {against}"
+        )
+    return lines
 
 
 def write_report(result: NecessityReport, folder: Path) -> None:

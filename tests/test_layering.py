@@ -74,6 +74,7 @@ LAYERS = [
             "mpqc.scheduler",
             "mpqc.jobs",
             "mpqc.necessity",
+            "mpqc.necessity_eval",
             "mpqc.plots",
             "mpqc.report_html",
             "mpqc.profiling",

@@ -56,7 +56,16 @@ def test_necessity_end_to_end_small(prepared_default, tmp_path):
     report = tmp_path / "nec"
     work = Workload.build(prepared_default)
     result = necessity_workload(
-        work, bits=(2, 8), probe_epochs=1, epochs=1, validate=3, workers=1, report=report, progress=False
+        work,
+        bits=(2, 8),
+        probe_epochs=1,
+        epochs=1,
+        validate=3,
+        workers=1,
+        seeds=2,
+        short_epochs=1,
+        report=report,
+        progress=False,
     )
     assert set(result.probes.variants) == {"w2a8", "w8a2"}
     assert len(result.probes.table) == 6
@@ -66,6 +75,22 @@ def test_necessity_end_to_end_small(prepared_default, tmp_path):
     assert (report / "necessity_heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((report / "necessity.json").read_text())
     assert "spearman_oracle" in data["validation"]["stats"] and data["measure"] == "top1"
+    records = data["validation"]["records"]  # anyone can recompute every statistic from these
+    assert len(records) == 3 and all(len(r["qat"]) == 2 for r in records)
+    for key in ("float", "ptq", "qat", "predicted_n", "rule_a", "kappa_only", "per_layer_sum", "short_qat"):
+        assert all(key in r for r in records), key
+    comparison = data["validation"]["comparison"]
+    assert comparison["seeds"] == 2 and comparison["against"] == "rule_a"
+    assert "rule_a" not in comparison["differences"] and "ci95" in comparison["differences"]["predictor"]["mae"]
+    assert "vs rule_a" in (report / "necessity.txt").read_text()
+
+
+def test_seeds_and_short_epochs_are_checked(prepared_default):
+    work = Workload.build(prepared_default)
+    with pytest.raises(OptionError, match="--seeds"):
+        necessity_workload(work, seeds=0, progress=False)
+    with pytest.raises(OptionError, match="--short-epochs"):
+        necessity_workload(work, epochs=2, short_epochs=3, progress=False)
 
 
 def test_bad_bits(prepared_default):

@@ -1,0 +1,153 @@
+"""Judging necessity predictors against measured QAT over several seeds.
+
+Ground truth for a held-out scheme is its QAT quality averaged over seeds, minus its PTQ
+quality; its label (QAT needed or not) is the majority of the seeds' own decisions, and
+the seeds' spread is the noise any decision has to live with. Every predictor is scored
+the same way (Spearman and mean absolute error of predicted N, decision accuracy), and
+each is compared with the free rule "N = float - PTQ" by a bootstrap over schemes, so a
+claimed win comes with the interval of the difference."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SchemeRecord", "compare_predictors", "seed_ceiling", "REFERENCE", "spearman"]
+
+#: the predictor every other one is compared with: the free rule N = float - PTQ
+REFERENCE = "rule_a"
+
+
+@dataclass(frozen=True)
+class SchemeRecord:
+    """One held-out scheme: what was measured (QAT once per seed) and what each predictor said."""
+
+    scheme: dict[str, str]
+    float_quality: float
+    ptq: float
+    qat: tuple[float, ...]
+    #: predictor name -> predicted N
+    predicted: dict[str, float]
+
+    @property
+    def necessity(self) -> float:
+        """Measured N: QAT averaged over the seeds, minus PTQ."""
+        return float(np.mean(self.qat)) - self.ptq
+
+    @property
+    def spread(self) -> float:
+        """Standard deviation of N over the seeds (0 with one seed)."""
+        return float(np.std(self.qat, ddof=1)) if len(self.qat) > 1 else 0.0
+
+    def needs_qat(self, tolerance: float) -> bool:
+        """The seeds' majority decision (a tie: the mean's)."""
+        votes = sum(q - self.ptq > tolerance for q in self.qat)
+        if 2 * votes == len(self.qat):
+            return self.necessity > tolerance
+        return 2 * votes > len(self.qat)
+
+    def unanimous(self, tolerance: float) -> bool:
+        return len({q - self.ptq > tolerance for q in self.qat}) == 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scheme": self.scheme,
+            "float": self.float_quality,
+            "ptq": self.ptq,
+            "qat": list(self.qat),
+            "predicted_n": self.predicted.get("predictor"),
+            **{name: value for name, value in self.predicted.items() if name != "predictor"},
+        }
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation (nan when either side is constant)."""
+    from scipy.stats import spearmanr
+
+    if len(set(a)) < 2 or len(set(b)) < 2:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def _scores(records: Sequence[SchemeRecord], name: str, tolerance: float) -> dict[str, float]:
+    predicted = [r.predicted[name] for r in records]
+    truth = [r.necessity for r in records]
+    return {
+        "spearman": spearman(predicted, truth),
+        "mae": float(np.mean([abs(p - t) for p, t in zip(predicted, truth)])),
+        "decision_accuracy": float(
+            np.mean([(p > tolerance) == r.needs_qat(tolerance) for p, r in zip(predicted, records)])
+        ),
+    }
+
+
+def seed_ceiling(records: Sequence[SchemeRecord]) -> float:
+    """How well one seed's N ranks like the mean of the other seeds' (averaged over which
+    seed is left out): the Spearman a perfect predictor of one QAT run could expect, so the
+    ceiling above which no predictor can be shown to rank better. nan with one seed."""
+    seeds = min((len(r.qat) for r in records), default=0)
+    if seeds < 2:
+        return float("nan")
+    values = []
+    for k in range(seeds):
+        one = [r.qat[k] - r.ptq for r in records]
+        rest = [float(np.mean([q for j, q in enumerate(r.qat) if j != k])) - r.ptq for r in records]
+        values.append(spearman(one, rest))
+    return float(np.nanmean(values))
+
+
+def _interval(values: list[float]) -> list[float]:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return [float("nan"), float("nan")]
+    return [float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))]
+
+
+def compare_predictors(
+    records: Sequence[SchemeRecord], tolerance: float, resamples: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """Scores of every predictor, and for each against `REFERENCE` the differences (Spearman:
+    it minus the rule; absolute error: the rule's minus its, so positive is better for both;
+    decision accuracy: it minus the rule) with bootstrap 95% intervals over schemes."""
+    names = sorted({name for r in records for name in r.predicted})
+    scores = {name: _scores(records, name, tolerance) for name in names}
+    rng = random.Random(seed)
+    samples = [[rng.randrange(len(records)) for _ in records] for _ in range(resamples)]
+    differences: dict[str, Any] = {}
+    for name in names:
+        if name == REFERENCE or REFERENCE not in names:
+            continue
+        draws: dict[str, list[float]] = {"spearman": [], "mae": [], "decision_accuracy": []}
+        for sample in samples:
+            picked = [records[i] for i in sample]
+            ours, theirs = _scores(picked, name, tolerance), _scores(picked, REFERENCE, tolerance)
+            draws["spearman"].append(ours["spearman"] - theirs["spearman"])
+            draws["mae"].append(theirs["mae"] - ours["mae"])
+            draws["decision_accuracy"].append(ours["decision_accuracy"] - theirs["decision_accuracy"])
+        point = {
+            "spearman": scores[name]["spearman"] - scores[REFERENCE]["spearman"],
+            "mae": scores[REFERENCE]["mae"] - scores[name]["mae"],
+            "decision_accuracy": scores[name]["decision_accuracy"] - scores[REFERENCE]["decision_accuracy"],
+        }
+        differences[name] = {
+            key: {"value": point[key], "ci95": _interval(draws[key]), "better": _interval(draws[key])[0] > 0}
+            for key in point
+        }
+    spreads = [r.spread for r in records]
+    return {
+        "seed_ceiling": seed_ceiling(records),
+        "schemes": len(records),
+        "seeds": min((len(r.qat) for r in records), default=0),
+        "tolerance": tolerance,
+        "scores": scores,
+        "against": REFERENCE,
+        "differences": differences,
+        "seed_noise": float(np.mean(spreads)) if spreads else 0.0,
+        "split_decisions": sum(not r.unanimous(tolerance) for r in records),
+        "resamples": resamples,
+    }

@@ -1,0 +1,58 @@
+"""Judging necessity predictors: seed-averaged truth, majority labels, the seed ceiling and
+bootstrap intervals that say "better" only when the whole interval is."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mpqc.necessity_eval import REFERENCE, SchemeRecord, compare_predictors, seed_ceiling
+
+
+def _records(count: int = 24, seed: int = 0) -> list[SchemeRecord]:
+    """Schemes whose true N is known; rule_a overestimates where QAT cannot recover."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(count):
+        ptq = 0.98 - 0.02 * i
+        lost = 0.98 - ptq
+        true_n = lost * (0.5 if i % 3 == 0 else 1.0)
+        qat = tuple(float(ptq + true_n + rng.normal(0, 0.002)) for _ in range(3))
+        guesses = {REFERENCE: lost, "predictor": true_n, "noise": float(rng.uniform(0, 0.3))}
+        records.append(SchemeRecord({"a": "w4a8"}, 0.98, ptq, qat, guesses))
+    return records
+
+
+def test_the_truth_is_the_seed_mean_and_the_label_the_seed_majority():
+    record = SchemeRecord({"a": "w2a8"}, 0.9, 0.80, (0.82, 0.805, 0.83), {})
+    assert record.necessity == pytest.approx(np.mean([0.82, 0.805, 0.83]) - 0.80)
+    assert record.needs_qat(0.01) and not record.unanimous(0.01)  # 2 of 3 seeds gain > 1 point
+    assert not record.needs_qat(0.025)
+    tie = SchemeRecord({}, 0.9, 0.80, (0.82, 0.80), {})
+    assert tie.needs_qat(0.009) == (tie.necessity > 0.009)
+    data = SchemeRecord({"a": "w2a8"}, 0.9, 0.8, (0.85,), {"predictor": 0.04, REFERENCE: 0.1}).to_json()
+    assert data == {"scheme": {"a": "w2a8"}, "float": 0.9, "ptq": 0.8, "qat": [0.85], "predicted_n": 0.04, REFERENCE: 0.1}
+
+
+def test_a_better_predictor_wins_with_an_interval_above_zero_and_noise_does_not():
+    result = compare_predictors(_records(), tolerance=0.01, resamples=500)
+    assert result["scores"]["predictor"]["spearman"] > 0.99 and result["scores"]["predictor"]["mae"] < 0.005
+    better = result["differences"]["predictor"]
+    assert better["mae"]["better"] and better["mae"]["ci95"][0] > 0
+    worse = result["differences"]["noise"]
+    assert not worse["spearman"]["better"] and worse["spearman"]["value"] < 0
+    assert result["seeds"] == 3 and result["split_decisions"] == 0 and result["seed_noise"] > 0
+
+
+def test_the_same_records_and_seed_give_the_same_intervals():
+    a = compare_predictors(_records(), tolerance=0.01, resamples=200, seed=5)
+    b = compare_predictors(_records(), tolerance=0.01, resamples=200, seed=5)
+    assert a == b
+
+
+def test_the_seed_ceiling_is_high_when_seeds_agree_and_undefined_with_one():
+    assert seed_ceiling(_records()) > 0.99
+    one = [SchemeRecord({}, 0.9, 0.8, (0.85,), {}) for _ in range(3)]
+    assert math.isnan(seed_ceiling(one))
