@@ -34,7 +34,6 @@ __all__ = [
     "LocalPoolExecutor",
     "Retry",
     "Scheduler",
-    "make_executor",
     "default_workers",
     "EXECUTORS",
 ]
@@ -124,13 +123,6 @@ def _valid_address(text: str) -> bool:
         return True
     host, _, port = text.removeprefix("ray://").rpartition(":")
     return bool(host) and port.isdigit() and 0 < int(port) < 65536
-
-
-def make_executor(
-    workers: int, initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()
-) -> Executor:
-    """In this process for one worker, else a pool of `workers` local processes."""
-    return ExecutorSpec(workers=max(1, workers)).start(workers, initializer, initargs)
 
 
 class InProcessExecutor:

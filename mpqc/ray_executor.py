@@ -3,7 +3,7 @@
 Workers are actors of one CPU each, spread over the nodes, set up once with the shared
 state (put in the object store once). They are owned by this process, so Ray ends them
 when it ends (Ctrl-C or kill). A dead actor costs only its job, which is retried on a new
-one (`mpqc.executor.Scheduler`); a lost cluster is one clear error, and the run folder
+one (`mpqc.scheduler.Scheduler`); a lost cluster is one clear error, and the run folder
 keeps every job that had finished."""
 
 from __future__ import annotations
@@ -124,8 +124,9 @@ class RayExecutor:
         ray = self._ray = connect(address)
         self.retries = retries
         self._head = ray.get_runtime_context().gcs_address
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        self.workers = max(1, min(workers or cpus, jobs))
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        # one CPU per actor: more actors than the cluster's CPUs would wait forever
+        self.workers = max(1, min(workers or cpus, cpus, jobs))
         self._setup = ray.put((initializer, initargs))
         self._actor = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(_RayWorker)
         self._pool: list[Any] = [self._spawn() for _ in range(self.workers)]

@@ -155,6 +155,7 @@ class OpenVinoCpuTarget(Target):
         payloads = [model.lower(variant_scheme(prepared.analysis, label, self)) for label in labels]
         profiles = profile_variants(
             "openvino-cpu",
+            _CACHE_VERSION,
             key,
             labels,
             payloads,

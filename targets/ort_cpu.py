@@ -199,6 +199,7 @@ class OrtCpuTarget(Target):
         payloads = model.variant_payloads()
         profiles = profile_variants(
             "ort-cpu",
+            _CACHE_VERSION,
             key,
             labels,
             payloads,
@@ -217,6 +218,7 @@ class OrtCpuTarget(Target):
 
 def profile_variants(
     name: str,
+    version: int,
     key: str,
     labels: Sequence[str],
     payloads: Sequence[bytes],
@@ -229,7 +231,7 @@ def profile_variants(
     on the whole profile's key, so on this CPU, runtime and model), so an interrupted profile
     resumes at the variant it stopped at. Variants run one at a time on this machine: it is
     the one being priced, and two timings at once would disturb each other."""
-    cache = Cache(f"{name}-variant", _CACHE_VERSION, enabled=inputs.use_cache)
+    cache = Cache(f"{name}-variant", version, enabled=inputs.use_cache)
     profiles: dict[str, Any] = {}
     start = time.perf_counter()
     for i, (label, payload) in enumerate(zip(labels, payloads)):

@@ -33,7 +33,14 @@ def test_the_truth_is_the_seed_mean_and_the_label_the_seed_majority():
     tie = SchemeRecord({}, 0.9, 0.80, (0.82, 0.80), {})
     assert tie.needs_qat(0.009) == (tie.necessity > 0.009)
     data = SchemeRecord({"a": "w2a8"}, 0.9, 0.8, (0.85,), {"predictor": 0.04, REFERENCE: 0.1}).to_json()
-    assert data == {"scheme": {"a": "w2a8"}, "float": 0.9, "ptq": 0.8, "qat": [0.85], "predicted_n": 0.04, REFERENCE: 0.1}
+    assert data == {
+        "scheme": {"a": "w2a8"},
+        "float": 0.9,
+        "ptq": 0.8,
+        "qat": [0.85],
+        "predicted_n": 0.04,
+        REFERENCE: 0.1,
+    }
 
 
 def test_a_better_predictor_wins_with_an_interval_above_zero_and_noise_does_not():

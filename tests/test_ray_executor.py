@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,25 @@ def _busy_workers() -> list[int]:
     """Ray worker processes running a job now (Ray names them after the method they run)."""
     out = subprocess.run(["pgrep", "-f", "ray::_RayWorker.run"], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
+
+
+def _kill_one_busy_worker(when: Callable[[], bool], timeout: float) -> tuple[threading.Thread, list[int]]:
+    """A started thread that kills (-9) one Ray worker running a job once `when()` holds;
+    the list gets the killed pid."""
+    killed: list[int] = []
+
+    def watch() -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline and not killed:
+            busy = _busy_workers() if when() else []
+            if busy:
+                os.kill(busy[0], signal.SIGKILL)
+                killed.append(busy[0])
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread, killed
 
 
 def _slow_square(x: int) -> int:
@@ -85,21 +105,9 @@ def test_a_compile_on_one_and_two_ray_nodes_equals_one_in_process_even_with_a_ki
     assert one.report["executor"]["workers"] is None and len(ray.nodes()) == 1
 
     _two_nodes(cluster)
-    killed: list[int] = []
     log = tmp_path / "two" / "compile.log"
-
-    def kill_during_qat() -> None:
-        deadline = time.time() + 600
-        while time.time() < deadline and not killed:
-            if log.exists() and "QAT round" in log.read_text():  # said before the round's jobs start
-                busy = _busy_workers()
-                if busy:
-                    os.kill(busy[0], signal.SIGKILL)
-                    killed.append(busy[0])
-            time.sleep(0.05)
-
-    killer = threading.Thread(target=kill_during_qat, daemon=True)
-    killer.start()
+    # "QAT round" is said before the round's jobs start
+    killer, killed = _kill_one_busy_worker(lambda: log.exists() and "QAT round" in log.read_text(), 600)
     two = run("two", CompileOptions(executor="ray", ray_address=cluster.address, workers=2, **fast))
     killer.join(timeout=1)
     assert killed, "no Ray worker was running a QAT job to kill"
@@ -121,19 +129,7 @@ def test_jobs_spread_over_both_nodes_and_a_killed_worker_costs_only_its_job(clus
     try:
         assert len({n["node"] for n in executor.nodes}) == 2  # one actor per node
         retries: list[Retry] = []
-        killed: list[int] = []
-
-        def kill_one() -> None:
-            deadline = time.time() + 60
-            while time.time() < deadline and not killed:
-                busy = _busy_workers()
-                if busy:
-                    os.kill(busy[0], signal.SIGKILL)
-                    killed.append(busy[0])
-                time.sleep(0.05)
-
-        killer = threading.Thread(target=kill_one, daemon=True)
-        killer.start()
+        killer, killed = _kill_one_busy_worker(lambda: True, 60)
         assert executor.run(_slow_square, [1, 2, 3, 4], on_retry=retries.append) == [1, 4, 9, 16]
         killer.join(timeout=1)
         assert killed and len(retries) == 1 and retries[0].attempt == 1

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,7 +139,7 @@ def _search(
     where = options.executor_spec()
     retries: list[dict[str, Any]] = []
 
-    def retried(stage: str) -> Any:
+    def retried(stage: str) -> Callable[[Retry], None]:
         def record(retry: Retry) -> None:
             retries.append({"stage": stage, "job": retry.job + 1, "attempt": retry.attempt, "reason": retry.reason})
             say(f"{stage}: job {retry.job + 1} lost its worker ({retry.reason}); retry {retry.attempt}")
