@@ -12,16 +12,19 @@ handles it and stops them), and exit on their own if their parent dies."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Protocol
 
 from mpqc.errors import OptionError, WorkerError
@@ -148,8 +151,8 @@ class InProcessExecutor:
 
 
 # -- local worker processes ----------------------------------------------------------------
-def _worker_start(parent: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
-    """In each worker: ignore Ctrl-C, die with the parent, then the caller's set-up."""
+def _worker_start(parent: int) -> None:
+    """In each worker: ignore Ctrl-C (the parent stops us), die with the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         try:
@@ -169,40 +172,66 @@ def _worker_start(parent: int, initializer: Callable[..., None] | None, initargs
                 os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
-    if initializer is not None:
-        initializer(*initargs)
 
 
-def _send(conn: Connection, message: tuple[Any, ...]) -> None:
+def _send(conn: Connection, message: tuple[Any, ...]) -> bool:
+    """Answer the parent; False when it is gone (nobody left to tell)."""
     try:
-        conn.send(message)
-    except Exception as exc:  # an unpicklable result or exception: say what it was
-        conn.send(("error", message[1], RuntimeError(f"{type(exc).__name__}: {exc}"), ""))
+        try:
+            conn.send(message)
+        except OSError:
+            raise
+        except Exception as exc:  # an unpicklable result or exception: say what it was
+            conn.send(("error", message[1], RuntimeError(f"{type(exc).__name__}: {exc}"), ""))
+    except OSError:
+        return False
+    return True
 
 
-def _worker_main(
-    conn: Connection, parent: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]
-) -> None:
-    """A local worker: set up once, then run each (fn, index, job) it is sent until told to stop."""
+def _worker_main(conn: Connection, parent: int) -> None:
+    """A local worker: take the set-up, then run each (fn, index, job) it is sent until told
+    to stop. Nothing here may print: a worker's only channel is its pipe."""
     try:
-        _worker_start(parent, initializer, initargs)
+        _worker_start(parent)
+        initializer, initargs = pickle.loads(conn.recv_bytes())
+        if initializer is not None:
+            initializer(*initargs)
+    except EOFError:
+        return  # the parent went away while we started
     except BaseException as exc:
         _send(conn, ("error", None, exc, traceback.format_exc()))
         return
     while True:
         try:
             message = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):
             return
         if message is None:
             return
         fn, index, job = message
         try:
-            result = fn(job)
+            answer: tuple[Any, ...] = ("ok", index, fn(job))
         except BaseException as exc:
-            _send(conn, ("error", index, exc, traceback.format_exc()))
-            continue
-        _send(conn, ("ok", index, result))
+            answer = ("error", index, exc, traceback.format_exc())
+        if not _send(conn, answer):
+            return
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C while a worker process starts. A start cut short leaves the child
+    unpickling a truncated bootstrap and printing its traceback on our stderr; and a child
+    born with Ctrl-C ignored keeps it ignored through Python's start-up, so a terminal's
+    Ctrl-C (sent to the whole process group) cannot break its bootstrap either. The window
+    is one fork and a small write: a Ctrl-C inside it is lost, the next one is not."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 class _RemoteTraceback(Exception):
@@ -238,18 +267,39 @@ class LocalPoolExecutor:
         retries: int = DEFAULT_RETRIES,
     ) -> None:
         self.workers, self.retries = workers, retries
-        self._setup = (initializer, initargs)
+        # Pickled once, sent on each worker's pipe after it started: the spawn bootstrap
+        # stays small, and a worker that dies before reading it breaks the pipe (CPython's
+        # spawn would block forever writing a large bootstrap to a dead child).
+        self._setup = bytes(ForkingPickler.dumps((initializer, initargs)))
         self._context = multiprocessing.get_context("spawn")
-        self._pool: list[_Process] = [self._spawn() for _ in range(workers)]
+        self._pool: list[_Process] = []
+        try:
+            for _ in range(workers):
+                self._pool.append(self._spawn())
+            for worker in self._pool:  # all started first, so they boot side by side
+                self._set_up(worker)
+        except BaseException:
+            self.terminate()
+            raise
 
     def _spawn(self) -> _Process:
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
-            target=_worker_main, args=(theirs, os.getpid(), *self._setup), daemon=True, name="mpqc-worker"
+            target=_worker_main, args=(theirs, os.getpid()), daemon=True, name="mpqc-worker"
         )
-        process.start()
-        theirs.close()
+        try:
+            with _sigint_ignored():
+                process.start()
+        finally:
+            theirs.close()
         return _Process(process, ours)
+
+    def _set_up(self, worker: _Process) -> None:
+        """Send the set-up; a worker already dead is found so by its first job, and retried."""
+        try:
+            worker.conn.send_bytes(self._setup)
+        except OSError:
+            pass
 
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._pool if w.process.pid is not None]
@@ -263,7 +313,10 @@ class LocalPoolExecutor:
                 for worker in self._pool:
                     if worker.job is None and state.queue:
                         worker.job = state.queue.popleft()
-                        worker.conn.send((fn, worker.job, jobs[worker.job]))
+                        try:
+                            worker.conn.send((fn, worker.job, jobs[worker.job]))
+                        except OSError:
+                            pass  # it died: _collect retries the job on a fresh worker
                 busy = [w for w in self._pool if w.job is not None]
                 wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
                 for worker in busy:
@@ -287,7 +340,9 @@ class LocalPoolExecutor:
             worker.process.join()
             code = worker.process.exitcode
             worker.conn.close()
-            self._pool[self._pool.index(worker)] = self._spawn()
+            fresh = self._spawn()
+            self._pool[self._pool.index(worker)] = fresh
+            self._set_up(fresh)
             state.lost(index, f"worker process {worker.process.pid} died with exit code {code}")
             return
         kind, _, payload, *rest = message

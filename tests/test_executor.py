@@ -154,3 +154,53 @@ def test_executor_spec_picks_the_executor():
         assert isinstance(pool, LocalPoolExecutor) and pool.workers == 2
     finally:
         pool.close()
+
+
+def _take(blob: bytes) -> None:
+    """A worker set-up with a large argument, so starting a worker takes a while."""
+
+
+def test_ctrl_c_while_workers_start_is_one_clean_interrupt():
+    """A terminal's Ctrl-C reaches the parent and its starting workers alike; neither may
+    leave a child reading a cut-short set-up (it printed 'pickle data was truncated')."""
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.path.insert(0, {folder!r})
+        from test_executor import _take
+        from mpqc.executor import LocalPoolExecutor
+        print("ready", flush=True)
+        try:
+            while True:
+                LocalPoolExecutor(2, _take, (bytes(100_000_000),)).close()
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+        """
+    ).format(folder=os.path.dirname(__file__))
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert parent.stdout is not None and parent.stdout.readline() == "ready\n"
+    time.sleep(0.3)
+    deadline = time.time() + 60
+    while parent.poll() is None and time.time() < deadline:  # an impatient user's Ctrl-C
+        os.killpg(parent.pid, signal.SIGINT)
+        time.sleep(0.05)
+
+    def left() -> list[str]:
+        return subprocess.run(["pgrep", "-s", str(parent.pid)], capture_output=True, text=True).stdout.split()
+
+    try:
+        assert parent.poll() is not None, "Ctrl-C did not stop the parent"
+        err = parent.stderr.read() if parent.stderr else ""
+        assert err == "interrupted\n", err
+        while left() and time.time() < deadline:
+            time.sleep(0.2)
+        assert left() == []
+    finally:
+        if left():
+            os.killpg(parent.pid, signal.SIGKILL)
