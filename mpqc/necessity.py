@@ -20,8 +20,9 @@ import numpy as np
 
 from mpqc.executor import OnRetry
 from mpqc.jobs import JobResult, JobStore, QatContext, QatJob, Where, run_jobs
-from mpqc.necessity_eval import SchemeRecord, compare_predictors, spearman
+from mpqc.necessity_eval import SchemeRecord, compare_predictors, interval_scores, learned_share, spearman
 from mpqc.precision import W8A8, Precision
+from mpqc.recovery import Prediction, decide
 from mpqc.scheme import Scheme
 
 __all__ = [
@@ -172,26 +173,6 @@ def probe_layers(
     return LayerProbes(float_quality, "w8a8", results[0], list(variants), table, epochs, time.perf_counter() - start)
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """Predicted QAT necessity N and QAT quality of one scheme, with their uncertainty and the decision."""
-
-    necessity: float
-    qat_quality: float
-    sigma: float
-    needs_qat: bool
-    confidence: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "necessity": self.necessity,
-            "qat_quality": self.qat_quality,
-            "sigma": self.sigma,
-            "needs_qat": self.needs_qat,
-            "confidence": self.confidence,
-        }
-
-
 @dataclass
 class Oracle:
     """Predicts N(s) from the layer probes and the scheme's measured PTQ accuracy.
@@ -216,7 +197,7 @@ class Oracle:
         if self.kappa is None:
             self.kappa = self.probes.unrecovered_fraction(5 * self.noise_floor)
 
-    def refit_kappa(self, observed: list[tuple[float, float]]) -> None:
+    def refit(self, observed: list[tuple[float, float]]) -> None:
         """From measured (PTQ, QAT) accuracies of whole schemes."""
         ref = self.probes.reference_point
         fractions = [
@@ -265,10 +246,14 @@ class Oracle:
         q = min(max(qat, 1e-3), 1 - 1e-3)
         noise = math.sqrt(p * (1 - p) / self.samples + q * (1 - q) / self.samples)
         sigma = math.sqrt(noise**2 + (self.relative_error * lost) ** 2)
-        needs = necessity > self.tolerance
-        z = abs(necessity - self.tolerance) / max(sigma, 1e-9)
-        confidence = 0.5 * (1 + math.erf(z / math.sqrt(2)))
-        return Prediction(necessity, qat, sigma, needs, confidence)
+        decision, confidence = decide(necessity, sigma, self.tolerance)
+        return Prediction(necessity, qat, sigma, necessity > self.tolerance, confidence, decision)
+
+    def describe(self) -> str:
+        return f"layer probes, kappa {self.kappa:.2f}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": "layer probes; max(sum of unrecoverable, kappa * PTQ loss)", "kappa": self.kappa}
 
     def baseline_full_recovery(self, ptq_quality: float) -> float:
         """Baseline (a): QAT recovers everything, N = Q_float - Q_PTQ."""
@@ -357,11 +342,13 @@ def validate_oracle(
     seeds: int = 1,
     short_epochs: int = 0,
     progress: Callable[[int], None] | None = None,
+    noise: float = 0.0,
 ) -> Validation:
     """Measure `count` random held-out schemes (PTQ, and QAT once per seed: `seed` ..
     `seed + seeds - 1`) and score the oracle and the baselines against the seed-averaged N.
     With `short_epochs`, also the short-QAT predictor: N measured after that many epochs
-    (its own seed), the cheap end of a learning curve."""
+    (its own seed), the cheap end of a learning curve. The probe-free predictor is fitted on
+    the first quarter of the schemes' first-seed runs (`learned_share`), `noise` being one standard error of a measured quality."""
     start = time.perf_counter()
     schemes = random_schemes(names, count, seed)
     runs = [
@@ -392,6 +379,11 @@ def validate_oracle(
             guesses["short_qat"] = short[i].necessity
         qat = tuple(run[i].qat for run in runs)
         records.append(SchemeRecord(scheme.labels(), oracle.probes.float_quality, m.ptq, qat, guesses))
+    learned = learned_share(records, oracle.tolerance, noise)
+    records = [
+        SchemeRecord(r.scheme, r.float_quality, r.ptq, r.qat, {**r.predicted, "learned_share": p.necessity})
+        for r, p in zip(records, learned)
+    ]
     truth = [r.necessity for r in records]
     needs = [r.needs_qat(oracle.tolerance) for r in records]
     mean_qat = [float(np.mean(r.qat)) for r in records]
@@ -412,6 +404,7 @@ def validate_oracle(
         "mean_confidence": float(np.mean([p.confidence for p in predicted])),
     }
     comparison = compare_predictors(records, oracle.tolerance, seed=seed)
+    comparison["learned_share_intervals"] = interval_scores(records, learned, oracle.tolerance)
     return Validation(
         schemes,
         measured,

@@ -17,7 +17,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SchemeRecord", "compare_predictors", "seed_ceiling", "REFERENCE", "spearman"]
+from mpqc.recovery import Prediction, RecoveryModel
+
+__all__ = [
+    "SchemeRecord",
+    "compare_predictors",
+    "seed_ceiling",
+    "REFERENCE",
+    "spearman",
+    "learned_share",
+    "interval_scores",
+]
 
 #: the predictor every other one is compared with: the free rule N = float - PTQ
 REFERENCE = "rule_a"
@@ -150,4 +160,40 @@ def compare_predictors(
         "seed_noise": float(np.mean(spreads)) if spreads else 0.0,
         "split_decisions": sum(not r.unanimous(tolerance) for r in records),
         "resamples": resamples,
+    }
+
+
+def learned_share(
+    records: Sequence[SchemeRecord], tolerance: float, noise: float = 0.0, paid: int | None = None
+) -> list[Prediction]:
+    """The probe-free predictor as a compile uses it: one `RecoveryModel` fitted on the
+    first `paid` schemes' first-seed QAT runs (default a quarter, at least 2: the runs a
+    search has paid for in its first rounds) predicts every scheme. One share for all keeps
+    rule (a)'s ranking exactly; fitting it per scheme (leave-one-out) would rank by the
+    noise of the fits instead, which no compile does. The paid schemes' first seed is one
+    third of their truth (with 3 seeds): say so when quoting their error."""
+    paid = max(2, len(records) // 4) if paid is None else paid
+    if not records:
+        return []
+    model = RecoveryModel(records[0].float_quality, tolerance, noise)
+    model.refit([(r.ptq, r.qat[0]) for r in records[:paid]])
+    return [model.predict(None, r.ptq) for r in records]
+
+
+def interval_scores(
+    records: Sequence[SchemeRecord], predictions: Sequence[Prediction], tolerance: float
+) -> dict[str, Any]:
+    """How a noise-aware predictor's intervals and three-way decisions held up: how often
+    the seed-averaged N fell inside the 95% interval, how many decisions were "uncertain",
+    and the accuracy of the sure ones against the seeds' majority."""
+    sure = [(p, r) for p, r in zip(predictions, records) if p.decision != "uncertain"]
+    return {
+        "coverage": float(np.mean([p.low <= r.necessity <= p.high for p, r in zip(predictions, records)])),
+        "uncertain": len(records) - len(sure),
+        "sure_accuracy": float(np.mean([(p.decision == "qat") == r.needs_qat(tolerance) for p, r in sure]))
+        if sure
+        else float("nan"),
+        "uncertain_where_seeds_split": sum(
+            p.decision == "uncertain" and not r.unanimous(tolerance) for p, r in zip(predictions, records)
+        ),
     }

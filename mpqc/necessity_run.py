@@ -21,6 +21,7 @@ from mpqc.necessity import (
 )
 from mpqc.plots import heatmap_png, scatter_png
 from mpqc.progress import Progress
+from mpqc.recovery import sampling_noise
 from mpqc.training.config import QatConfig
 from mpqc.workload import Workload
 
@@ -95,6 +96,7 @@ def necessity_workload(
                 seeds=seeds,
                 short_epochs=short_epochs,
                 progress=step,
+                noise=sampling_noise(float_quality, len(validation_set), workload.quality.per_sample_binary),
             )
         costs = [workload.costs.latency(s) for s in validation.schemes]
         pairs = equal_cost_pairs(validation.schemes, [r.necessity for r in validation.records], costs)
@@ -197,6 +199,13 @@ def comparison_lines(comparison: dict) -> list[str]:
         lines.append(
             f"  {name:<17}  {score['spearman']:8.3f}  {100 * score['mae']:7.2f}  "
             f"{100 * score['decision_accuracy']:8.0f}%  {against}"
+        )
+    intervals = comparison.get("learned_share_intervals")
+    if intervals:
+        lines.append(
+            f"  learned_share (fitted on the first quarter) 95% intervals: truth inside {100 * intervals['coverage']:.0f}%; "
+            f"{intervals['uncertain']} uncertain decision(s) ({intervals['uncertain_where_seeds_split']} where the "
+            f"seeds split); sure decisions right {100 * intervals['sure_accuracy']:.0f}%"
         )
     return lines
 

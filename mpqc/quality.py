@@ -75,6 +75,11 @@ class QualityMeasure:
     def needs_labels(self) -> bool:
         return self.name == "top1"
 
+    @property
+    def per_sample_binary(self) -> bool:
+        """Each sample scores 0 or 1 (its sampling noise is then binomial)."""
+        return self.name in ("top1", "agreement")
+
     def score(self, outputs: Outputs, reference: Outputs | None, labels: np.ndarray | None) -> float:
         if self.name == "top1":
             if labels is None:

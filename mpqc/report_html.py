@@ -88,6 +88,13 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
+def _prediction(p: dict[str, Any]) -> str:
+    """Predicted N with its 95% interval, and "uncertain" when that straddles the tolerance."""
+    low, high = p.get("interval", (p["necessity"] - 1.96 * p["sigma"], p["necessity"] + 1.96 * p["sigma"]))
+    flag = " uncertain" if p.get("decision") == "uncertain" else ""
+    return f"{100 * p['necessity']:.2f} [{100 * low:.2f}, {100 * high:.2f}]{flag}"
+
+
 def render(report: dict[str, Any]) -> str:
     """report.html: one offline page built from report.json alone."""
     images = plots(report)
@@ -98,7 +105,7 @@ def render(report: dict[str, Any]) -> str:
     rows = []
     for c in sorted(report["candidates"], key=lambda c: (not c["fits"], -max(c["ptq"] or -1, c["qat"] or -1))):
         p = c["predicted"]
-        prediction = "-" if p is None else f"{100 * p['necessity']:.2f} &plusmn; {100 * p['sigma']:.2f}"
+        prediction = "-" if p is None else _prediction(p)
         rows.append(
             "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
             "<td>{}</td></tr>".format(
@@ -149,7 +156,7 @@ validation {_pct(winner["validation"])}%, test {_pct(winner["test"])}%
 {heat}
 <h2>Candidates</h2>
 <table><tr><th>scheme</th><th>origin</th><th>{metric}</th><th>fits</th><th>predicted PTQ %</th>
-<th>PTQ %</th><th>predicted N (points)</th><th>decision</th><th>QAT %</th></tr>
+<th>PTQ %</th><th>predicted N [95% interval] (points)</th><th>decision</th><th>QAT %</th></tr>
 {"".join(rows)}</table>
 <h2>Notes</h2><ul>{notes}</ul>
 </body></html>

@@ -38,6 +38,7 @@ LAYERS = [
             "mpqc.realkit",
             "mpqc.cpu",
             "mpqc.backend",
+            "mpqc.recovery",
         ],
     ),
     ("passes", ["mpqc.passes"]),

@@ -8,7 +8,14 @@ import math
 import numpy as np
 import pytest
 
-from mpqc.necessity_eval import REFERENCE, SchemeRecord, compare_predictors, seed_ceiling
+from mpqc.necessity_eval import (
+    REFERENCE,
+    SchemeRecord,
+    compare_predictors,
+    interval_scores,
+    learned_share,
+    seed_ceiling,
+)
 
 
 def _records(count: int = 24, seed: int = 0) -> list[SchemeRecord]:
@@ -63,3 +70,21 @@ def test_the_seed_ceiling_is_high_when_seeds_agree_and_undefined_with_one():
     assert seed_ceiling(_records()) > 0.99
     one = [SchemeRecord({}, 0.9, 0.8, (0.85,), {}) for _ in range(3)]
     assert math.isnan(seed_ceiling(one))
+
+
+def test_the_learned_share_is_fitted_on_the_paid_runs_and_ranks_like_the_rule():
+    """The first two schemes kept half their loss; the share learned from them predicts the
+    rest (one of which QAT recovered fully: the interval says how sure that miss was)."""
+    paid = [SchemeRecord({"a": "w4a8"}, 1.0, 0.8 - 0.05 * i, (0.9 - 0.025 * i,) * 3, {}) for i in range(2)]
+    rest = [
+        SchemeRecord({"a": "w2a8"}, 1.0, 0.6, (1.0, 1.0, 1.0), {}),
+        SchemeRecord({"a": "w8a4"}, 1.0, 0.7, (0.85, 0.85, 0.85), {}),
+        SchemeRecord({"a": "w8a8"}, 1.0, 0.999, (0.9995, 0.9995, 0.9995), {}),
+    ]
+    records = [*paid, *rest]
+    predictions = learned_share(records, 0.01, paid=2)
+    assert [p.necessity for p in predictions] == pytest.approx([0.1, 0.125, 0.2, 0.15, 0.0005])
+    assert [p.decision for p in predictions] == ["qat", "qat", "qat", "qat", "ptq"]
+    scores = interval_scores(records, predictions, 0.01)
+    assert scores["coverage"] == pytest.approx(4 / 5)  # the fully recovered one lies outside
+    assert scores["uncertain"] == 0 and scores["sure_accuracy"] == 1.0

@@ -190,3 +190,20 @@ def test_compile_for_tensorrt_on_ort_cpu(kit, small, tmp_path):
     report = _compile(kit, small[kit.name], tmp_path / "run", *args, "--sensitivity-samples", "4")
     assert report["backend"]["name"] == "tensorrt" and report["backend"]["violations"] == []
     assert mpqc.validate(tmp_path / "run" / "model.onnx", "tensorrt") == []
+
+
+@pytest.mark.parametrize("kit", ORIENTATION, ids=_ids(ORIENTATION))
+def test_compile_with_the_default_qat_policy_trains_label_free(kit, small, tmp_path):
+    """The default policy end to end on a pretrained model without labels: QAT by
+    distillation where the learned-share predictor says it may pay, decisions and intervals
+    in the report, no probes."""
+    args = ("--target", "bitserial", "--budget", "latency=0.6x", "--space", "w8a8,w4a8,w8a4")
+    args += ("--epochs", "1", "--max-qat-runs", "2", "--sensitivity-samples", "4", "--levels", "3")
+    report = _compile(kit, small[kit.name], tmp_path / "run", *args)
+    assert report["qat_policy"] == "predicted" and report["probes"] is None
+    assert report["measure"]["name"] in ("agreement", "cosine")  # no labels in the kit
+    assert 1 <= report["qat_runs"] <= 2 and report["predictor"]["runs"] == report["qat_runs"]
+    assert report["qat_seconds"] > 0
+    fitting = [c for c in report["candidates"] if c["fits"]]
+    assert all(c["decision"] for c in fitting)
+    assert all(c["predicted"]["decision"] in ("qat", "ptq", "uncertain") for c in fitting if c["predicted"])

@@ -6,7 +6,7 @@ The pipeline, one stage per module of this package:
 2. costs and feasibility (`candidates`): per-layer costs on the target, the budget made
    absolute and decided against the cheapest reachable scheme before any PTQ or QAT work
 3. sensitivity (`sensitivity`): PTQ quality of each layer alone at each precision
-4. probes (`probes`, predicted policy only): short QAT per layer and variant
+4. probes (`probes`, probed policy only): short QAT per layer and variant
 5. candidates (`candidates`): the integer program's Pareto schemes, their exact costs and
    PTQ quality
 6. QAT policy (`policies`): where QAT runs, as jobs stored as they finish
@@ -18,6 +18,7 @@ The pipeline, one stage per module of this package:
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +50,7 @@ from mpqc.jobs import JobStore, context_from
 from mpqc.necessity import LayerProbes, Oracle, measure_schemes
 from mpqc.precision import Precision
 from mpqc.progress import Progress
+from mpqc.recovery import Predictor, RecoveryModel, Z, sampling_noise
 from mpqc.scheme import Scheme
 from mpqc.training.config import QatConfig
 from mpqc.workload import Workload
@@ -161,9 +163,11 @@ def _search(
         )
     say(f"PTQ sensitivity ({source}): w8a8 reference {100 * sensitivity.reference:.2f}")
 
-    # 4. probes (predicted policy only)
+    # 4. the necessity predictor; probes for the probed policy only
     probes: LayerProbes | None = None
     oracle: Oracle | None = None
+    noise = sampling_noise(float_quality, len(workload.splits.validation), workload.quality.per_sample_binary)
+    predictor: Predictor = RecoveryModel(float_quality, options.qat_tolerance, noise)
     objectives = {"ptq-loss": [[sensitivity.loss[o.layer][p.label] for p in o.precisions] for o in per_layer]}
     if policy.needs_probes:
         from mpqc.compiler.probes import probe_variants_for
@@ -184,6 +188,7 @@ def _search(
             )
         say(f"QAT-necessity probes ({source}): {count} short QAT runs")
         oracle = Oracle(probes, tolerance=options.qat_tolerance, samples=len(workload.splits.validation))
+        predictor = oracle
         objectives["qat-loss"] = [[_unrecoverable(oracle, o.layer, p) for p in o.precisions] for o in per_layer]
 
     # 5. candidates
@@ -199,6 +204,7 @@ def _search(
     # 6. QAT policy
     store = JobStore(run.path / "jobs", context.key)
     models: dict[str, bytes] = {}
+    qat_seconds: list[float] = []  # per run, in the worker that ran it
 
     def train(batch: Sequence[Candidate]) -> None:
         with say.count(len(batch), f"QAT ({options.qat_epochs} epochs each)") as advance:
@@ -213,6 +219,7 @@ def _search(
                 on_retry=retried("QAT"),
             )
         for candidate, result in zip(batch, results):
+            qat_seconds.append(result.seconds)
             candidate.qat = result.qat
             if result.model is not None:
                 models[candidate.key] = result.model
@@ -225,7 +232,8 @@ def _search(
         options.top_k,
         train,
         say,
-        oracle,
+        predictor,
+        float_quality + Z * math.sqrt(2) * noise,
     )
     qat_runs = policy.run(fitting, ctx)
 
@@ -271,6 +279,13 @@ def _search(
     from mpqc.report_html import render
 
     report["executor"] = {**where.to_json(), "retried": retries}
+    report["predictor"] = predictor.to_json() if policy.name in ("predicted", "probed") else None
+    report["qat_seconds"] = sum(qat_seconds)
+    report["probe_seconds"] = (
+        None
+        if probes is None
+        else sum(m.seconds for row in probes.table.values() for m in row.values()) + probes.reference_point.seconds
+    )
     report["backend"] = None if workload.backend is None else {**workload.backend.to_json(), "violations": []}
     report["elsewhere"] = price_elsewhere(workload, payload)
     if report["elsewhere"] and "ratio_to_float" in report["elsewhere"]:

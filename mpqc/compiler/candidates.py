@@ -15,8 +15,8 @@ from mpqc.compiler.run_folder import RunFolder
 from mpqc.cost import SchemeCost, layer_bops, layer_weight_bytes
 from mpqc.errors import BudgetError, SchemeError
 from mpqc.metrics import METRICS
-from mpqc.necessity import Prediction
 from mpqc.precision import Precision
+from mpqc.recovery import Prediction
 from mpqc.scheme import Scheme
 from mpqc.search import LayerOptions, cheapest, pareto_candidates
 from mpqc.targets import precisions_text

@@ -5,7 +5,9 @@
   winner and pays the most).
 - `ptq-rule`: the free rule (a), QAT where float - PTQ quality exceeds the tolerance, for
   the best `top_k` candidates by PTQ quality. No probes.
-- `predicted`: the necessity predictor decides, in rounds (see `PredictedPolicy`).
+- `predicted`: a probe-free necessity predictor decides, in rounds, learning from each
+  round's runs (see `PredictedPolicy`).
+- `probed`: the same rounds with the layer-probe oracle (short QAT per layer first).
 
 A policy gets the fitting candidates (PTQ quality known) and a `train` callable that QATs a
 list of candidates (setting `qat`); it sets every candidate's `decision`."""
@@ -17,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mpqc.compiler.candidates import Candidate
-from mpqc.necessity import Oracle, Prediction
+from mpqc.recovery import Prediction, Predictor, Z
 
 __all__ = [
     "QatPolicy",
@@ -27,6 +29,7 @@ __all__ = [
     "AlwaysPolicy",
     "PtqRulePolicy",
     "PredictedPolicy",
+    "ProbedPolicy",
 ]
 
 Train = Callable[[Sequence[Candidate]], None]
@@ -43,8 +46,10 @@ class PolicyContext:
     top_k: int
     train: Train
     say: Callable[[str], None]
-    #: the necessity predictor (predicted policy only)
-    oracle: Oracle | None = None
+    #: the necessity predictor (predicted and probed policies)
+    predictor: Predictor | None = None
+    #: the quality QAT cannot pass: float, plus the measure's noise
+    ceiling: float = 1.0
 
 
 class QatPolicy(abc.ABC):
@@ -109,44 +114,46 @@ class PtqRulePolicy(QatPolicy):
 
 
 class PredictedPolicy(QatPolicy):
-    """QAT in rounds of `round_size` runs, best predicted first. After each round the oracle
-    refits the unrecovered fraction from the runs just paid for, predictions are redone,
-    and only candidates still predicted (optimistically: + one sigma) to beat the best
-    result by the tolerance go on."""
+    """QAT in rounds of `round_size` runs, best predicted first. After each round the
+    predictor is refitted on the runs just paid for and predictions are redone; a candidate
+    goes on only while its prediction is not a sure "ptq" and its optimistic QAT quality
+    (the top of its 95% interval, capped at the ceiling QAT cannot pass) beats the best
+    result by the tolerance. Candidates whose interval straddles the tolerance are "uncertain": they are
+    trained only if they could change the winner, and their decision says so.
+
+    The predictor is `RecoveryModel` (probe-free: rule (a) with the unrecovered share learned
+    from these runs); the `probed` policy uses the layer-probe oracle instead."""
 
     name = "predicted"
-    needs_probes = True
 
     def run(self, candidates: list[Candidate], ctx: PolicyContext) -> int:
-        oracle = ctx.oracle
-        assert oracle is not None
+        predictor = ctx.predictor
+        assert predictor is not None
         done = [c for c in candidates if c.qat is not None]
         left = ctx.max_runs - len(done)
         runs = 0
         while True:
             if done:
-                oracle.refit_kappa([(c.ptq or 0.0, c.qat or 0.0) for c in done])
+                predictor.refit([(c.ptq or 0.0, c.qat or 0.0) for c in done])
             best = max(c.quality for c in candidates)
             pending = [c for c in candidates if c.qat is None]
             for c in pending:
-                c.prediction = oracle.predict(c.scheme, c.ptq or 0.0)
+                c.prediction = predictor.predict(c.scheme, c.ptq or 0.0)
             if left <= 0:
                 break
-            eligible = [
-                c
-                for c in pending
-                if c.prediction is not None
-                and c.prediction.needs_qat
-                and _optimistic(c.prediction) > best + ctx.tolerance
-            ]
+            eligible = [c for c in pending if _worth_a_run(c.prediction, best, ctx)]
             if not eligible:
                 break
-            eligible.sort(key=lambda c: (-_optimistic(c.prediction) if c.prediction else 0.0, c.key))
+            eligible.sort(key=lambda c: (-_point(c), -(c.ptq or 0.0), c.key))
             batch = eligible[: min(ctx.round_size, left)]
             for c in batch:
-                assert c.prediction is not None
-                c.decision = f"qat: predicted {100 * c.prediction.qat_quality:.2f} > best {100 * best:.2f} + tolerance"
-            ctx.say(f"QAT round: {len(batch)} run(s), best so far {100 * best:.2f}, kappa {oracle.kappa:.2f}")
+                p = c.prediction
+                assert p is not None
+                c.decision = (
+                    f"qat{' (N uncertain)' if p.decision == 'uncertain' else ''}: predicted "
+                    f"{_interval(p)}, QAT {100 * p.qat_quality:.2f} could beat best {100 * best:.2f} + tolerance"
+                )
+            ctx.say(f"QAT round: {len(batch)} run(s), best so far {100 * best:.2f}, {predictor.describe()}")
             ctx.train(batch)
             done.extend(batch)
             runs += len(batch)
@@ -157,23 +164,48 @@ class PredictedPolicy(QatPolicy):
                 continue
             p = c.prediction
             assert p is not None
-            if not p.needs_qat:
-                c.decision = f"ptq: predicted N {100 * p.necessity:.2f} points <= tolerance"
-            elif _optimistic(p) <= best + ctx.tolerance:
+            if p.decision == "ptq":
+                c.decision = f"ptq: predicted {_interval(p)} <= tolerance"
+            elif _optimistic(p, ctx) <= best + ctx.tolerance:
                 c.decision = (
-                    f"ptq: QAT cannot change the winner (predicted {100 * p.qat_quality:.2f} +{100 * p.sigma:.2f}, "
-                    f"best {100 * best:.2f})"
+                    f"ptq{' (N uncertain)' if p.decision == 'uncertain' else ''}: QAT cannot change the winner "
+                    f"(predicted QAT {100 * p.qat_quality:.2f} +{100 * Z * p.sigma:.2f}, best {100 * best:.2f})"
                 )
             else:
-                c.decision = "ptq: QAT-run limit reached"
+                c.decision = f"ptq: QAT-run limit reached (predicted {_interval(p)}, {p.decision})"
+        ctx.say(f"QAT predictor: {predictor.describe()}")
         return runs
 
 
-def _optimistic(prediction: Prediction) -> float:
-    return prediction.qat_quality + prediction.sigma
+class ProbedPolicy(PredictedPolicy):
+    """The predicted policy with the layer-probe oracle (short QAT per layer and precision
+    before the search). Kept to measure what the probes buy; they cost most of a compile."""
+
+    name = "probed"
+    needs_probes = True
 
 
-_POLICIES: dict[str, type[QatPolicy]] = {p.name: p for p in (NeverPolicy, AlwaysPolicy, PtqRulePolicy, PredictedPolicy)}
+def _point(c: Candidate) -> float:
+    return c.prediction.qat_quality if c.prediction is not None else 0.0
+
+
+def _optimistic(prediction: Prediction, ctx: PolicyContext) -> float:
+    return min(prediction.qat_quality + Z * prediction.sigma, ctx.ceiling)
+
+
+def _worth_a_run(prediction: Prediction | None, best: float, ctx: PolicyContext) -> bool:
+    return (
+        prediction is not None and prediction.decision != "ptq" and _optimistic(prediction, ctx) > best + ctx.tolerance
+    )
+
+
+def _interval(p: Prediction) -> str:
+    return f"N {100 * p.necessity:.2f} [{100 * p.low:.2f}, {100 * p.high:.2f}] points"
+
+
+_POLICIES: dict[str, type[QatPolicy]] = {
+    p.name: p for p in (NeverPolicy, AlwaysPolicy, PtqRulePolicy, PredictedPolicy, ProbedPolicy)
+}
 
 
 def make_policy(name: str) -> QatPolicy:

@@ -17,7 +17,9 @@ from mpqc.compiler import CompileOptions
 from mpqc.errors import MpqcError
 from mpqc.workload import Workload
 
-FAST = CompileOptions(max_qat_runs=2, qat_epochs=1, probe_epochs=1, workers=1, levels=3, progress=False)
+FAST = CompileOptions(
+    max_qat_runs=2, qat_epochs=1, probe_epochs=1, workers=1, levels=3, progress=False, qat_policy="probed"
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -56,6 +58,25 @@ def test_outputs_and_budget_honesty(run):
     for candidate in report["candidates"]:
         if candidate["fits"]:
             assert candidate["ptq"] is not None and candidate["predicted"] is not None
+
+
+def test_the_default_policy_runs_no_probes_and_shows_its_intervals(tmp_path, default_model):
+    from dataclasses import replace
+
+    result = compile_model(
+        default_model, BUDGET, "bitserial", None, tmp_path / "p", replace(FAST, qat_policy="predicted")
+    )
+    report = result.report
+    assert report["probes"] is None and not (result.output / "probes.json").exists()
+    assert report["predictor"]["runs"] == result.qat_runs > 0
+    assert 0 <= report["predictor"]["kappa"] <= 1
+    for c in report["candidates"]:
+        if c["fits"] and c["predicted"] is not None:
+            low, high = c["predicted"]["interval"]
+            assert low <= c["predicted"]["necessity"] <= high
+            assert c["predicted"]["decision"] in ("qat", "ptq", "uncertain")
+    page = (result.output / "report.html").read_text()
+    assert "95% interval" in page
 
 
 def test_the_emitted_model_is_the_winner_and_runs(run, prepared_default):
@@ -126,7 +147,8 @@ def test_resume_after_a_killed_run(run, tmp_path, default_model):
     code = (
         "from mpqc.api import compile as compile_model\nfrom mpqc.compiler import CompileOptions\n"
         f"compile_model({str(default_model)!r}, {BUDGET!r}, 'bitserial', None, {str(out)!r}, "
-        "CompileOptions(max_qat_runs=2, qat_epochs=1, probe_epochs=1, workers=1, levels=3, progress=False))\n"
+        "CompileOptions(max_qat_runs=2, qat_epochs=1, probe_epochs=1, workers=1, levels=3, progress=False, "
+        "qat_policy='probed'))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.time() + 300

@@ -18,7 +18,9 @@ from mpqc.api import compile as compile_model
 from mpqc.compiler import CompileOptions
 from mpqc.data import digits_split
 
-FAST = CompileOptions(max_qat_runs=2, qat_epochs=1, probe_epochs=1, workers=1, levels=3, progress=False)
+FAST = CompileOptions(
+    max_qat_runs=2, qat_epochs=1, probe_epochs=1, workers=1, levels=3, progress=False, qat_policy="probed"
+)
 BUDGET = "latency=0.35x"
 
 

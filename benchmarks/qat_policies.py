@@ -1,0 +1,92 @@
+"""Every QAT policy of `mpqc compile`, side by side in one run (issue 11, part 4): for each
+model and budget, each policy compiles from scratch (no cache: each pays for its own
+sensitivity pass and, for `probed`, its probes) with the same seed, and the table gives
+total compile seconds, QAT seconds (summed over runs, as each worker measured them), QAT
+runs, and validation and test quality of the winner.
+
+    python benchmarks/qat_policies.py [--models digits_cnn,resnet8] [--seeds 0,1]
+
+With several seeds every policy runs once per seed (QAT and candidate proposals are
+seeded); quality columns are then mean [min, max] and times are means."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import table  # noqa: E402
+from mpqc.models import zoo_path  # noqa: E402
+
+from mpqc.api import compile as compile_model  # noqa: E402
+from mpqc.compiler import CompileOptions  # noqa: E402
+
+POLICIES = ("never", "ptq-rule", "predicted", "probed", "always")
+CONFIGS = {
+    "digits_cnn": [("bitserial", "latency=0.5x"), ("bitserial", "latency=0.35x")],
+    "resnet8": [("bitserial", "latency=0.5x"), ("bitserial", "latency=0.4x")],
+}
+
+
+def _span(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{100 * values[0]:.2f}"
+    return f"{100 * np.mean(values):.2f} [{100 * min(values):.2f}, {100 * max(values):.2f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--models", default="digits_cnn,resnet8")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--policies", default=",".join(POLICIES))
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = [["model", "budget", "policy", "compile s", "QAT s", "probe s", "QAT runs", "val %", "test %", "winner"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MPQC_CACHE_DIR"] = str(Path(tmp) / "cache")
+        for name in args.models.split(","):
+            for target, budget in CONFIGS[name]:
+                for policy in args.policies.split(","):
+                    results = []
+                    for seed in seeds:
+                        options = CompileOptions(
+                            qat_policy=policy, workers=args.workers, progress=False, use_cache=False, seed=seed
+                        )
+                        out = Path(tmp) / f"{name}-{budget}-{policy}-{seed}"
+                        start = time.perf_counter()
+                        result = compile_model(zoo_path(name), budget, target, None, out, options)
+                        results.append((result, time.perf_counter() - start))
+                        print(f"{name} {budget} {policy} seed {seed}: {results[-1][1]:.0f} s", file=sys.stderr)
+                    reports = [r.report for r, _ in results]
+                    rows.append(
+                        [
+                            name,
+                            f"{target} {budget}",
+                            policy,
+                            f"{np.mean([s for _, s in results]):.0f}",
+                            f"{np.mean([r['qat_seconds'] for r in reports]):.0f}",
+                            "-"
+                            if reports[0]["probe_seconds"] is None
+                            else f"{np.mean([r['probe_seconds'] for r in reports]):.0f}",
+                            "/".join(str(r["qat_runs"]) for r in reports),
+                            _span([r["winner"]["validation"] for r in reports]),
+                            _span([r["winner"]["test"] for r in reports]),
+                            " | ".join(f"{r['winner']['summary']} ({r['winner']['recovery']})" for r in reports),
+                        ]
+                    )
+    print(table(rows))
+    print(
+        f"seeds {args.seeds}; {args.workers} worker processes; defaults otherwise (QAT 3 epochs, tolerance 1 point, "
+        "at most 4 QAT runs, ptq-rule top 2, rounds of 2); no cache: every run pays its own sensitivity (and probes)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""What QAT will win back, learned from the QAT runs a search has already paid for.
+
+Measured (benchmarks/RESULTS.md, issue 11): rule (a) "N = float - PTQ" ranks schemes at the
+seed ceiling on our models, the probe-based oracle ranks no better and costs most of a
+compile, and what rule (a) misses is the share of a scheme's PTQ loss that QAT leaves
+unrecovered. So the probe-free predictor is rule (a) with that share, kappa, fitted on the
+whole schemes QAT has run so far (none yet: kappa = 0, rule (a) itself), and an interval
+that says how sure it is: the spread of the observed shares (shrunk towards a wide prior
+while few runs are known) times the scheme's PTQ loss, plus the measure's own sampling
+noise. A decision whose interval straddles the tolerance is "uncertain", not a guess."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mpqc.scheme import Scheme
+
+__all__ = ["Prediction", "Predictor", "RecoveryModel", "decide", "sampling_noise", "Z"]
+
+#: interval half-width in standard deviations (two-sided 95% under a normal model)
+Z = 1.96
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predicted QAT necessity N and QAT quality of one scheme, with their uncertainty and
+    the decision: "qat" (N surely above the tolerance), "ptq" (surely not), "uncertain"."""
+
+    necessity: float
+    qat_quality: float
+    sigma: float
+    needs_qat: bool
+    confidence: float
+    decision: str = ""
+
+    @property
+    def low(self) -> float:
+        return max(0.0, self.necessity - Z * self.sigma)
+
+    @property
+    def high(self) -> float:
+        return self.necessity + Z * self.sigma
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "necessity": self.necessity,
+            "interval": [self.low, self.high],
+            "qat_quality": self.qat_quality,
+            "sigma": self.sigma,
+            "needs_qat": self.needs_qat,
+            "confidence": self.confidence,
+            "decision": self.decision,
+        }
+
+
+class Predictor(Protocol):
+    """What a QAT policy asks of a necessity predictor."""
+
+    def predict(self, scheme: Scheme, ptq_quality: float) -> Prediction: ...
+
+    def refit(self, observed: list[tuple[float, float]]) -> None: ...
+
+    def describe(self) -> str: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def decide(necessity: float, sigma: float, tolerance: float) -> tuple[str, float]:
+    """The decision for a predicted N with standard deviation `sigma`, and the probability
+    (normal model) that "N > tolerance" is answered right."""
+    z = abs(necessity - tolerance) / max(sigma, 1e-9)
+    confidence = 0.5 * (1 + math.erf(z / math.sqrt(2)))
+    if necessity - Z * sigma > tolerance:
+        return "qat", confidence
+    if necessity + Z * sigma <= tolerance:
+        return "ptq", confidence
+    return "uncertain", confidence
+
+
+def sampling_noise(quality: float, samples: int, per_sample_binary: bool) -> float:
+    """One standard error of a quality measured on `samples` samples, when each sample
+    scores 0 or 1 (top-1, agreement); 0 for a continuous measure (cosine), whose noise then
+    shows only in the spread of the observed shares."""
+    if not per_sample_binary or samples <= 0:
+        return 0.0
+    p = min(max(quality, 1e-3), 1 - 1e-3)
+    return math.sqrt(p * (1 - p) / samples)
+
+
+@dataclass
+class RecoveryModel:
+    """QAT quality = float - kappa * (float - PTQ), kappa fitted on paid QAT runs."""
+
+    float_quality: float
+    tolerance: float = 0.01
+    #: one standard error of a measured quality (`sampling_noise`)
+    noise: float = 0.0
+    #: spread of kappa before any run: kappa lies in [0, 1] and nothing is known yet
+    prior_sd: float = 0.3
+    kappa: float = 0.0
+    kappa_sd: float = field(init=False)
+    observed: list[tuple[float, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.kappa_sd = self.prior_sd
+
+    def refit(self, observed: list[tuple[float, float]]) -> None:
+        """From measured (PTQ, QAT) qualities of whole schemes. Only schemes that lost
+        clearly more than the noise with PTQ say anything about the share."""
+        self.observed = list(observed)
+        floor = max(2 * self.noise, 1e-6)
+        shares = [
+            min(1.0, max(0.0, (self.float_quality - qat) / (self.float_quality - ptq)))
+            for ptq, qat in observed
+            if self.float_quality - ptq > floor
+        ]
+        if not shares:
+            return
+        shares.sort()
+        n = len(shares)
+        self.kappa = shares[n // 2] if n % 2 else 0.5 * (shares[n // 2 - 1] + shares[n // 2])
+        spread = sum((s - self.kappa) ** 2 for s in shares)
+        self.kappa_sd = math.sqrt((self.prior_sd**2 + spread) / (n + 1))  # the prior counts as one run
+
+    def predict(self, scheme: Scheme | None, ptq_quality: float) -> Prediction:
+        """`scheme` is not used: the share is the same for every scheme."""
+        loss = max(0.0, self.float_quality - ptq_quality)
+        qat = self.float_quality - self.kappa * loss
+        necessity = max(0.0, qat - ptq_quality)
+        sigma = math.sqrt(2 * self.noise**2 + (self.kappa_sd * loss) ** 2)
+        decision, confidence = decide(necessity, sigma, self.tolerance)
+        return Prediction(necessity, qat, sigma, necessity > self.tolerance, confidence, decision)
+
+    def describe(self) -> str:
+        return f"kappa {self.kappa:.2f} +- {self.kappa_sd:.2f} from {len(self.observed)} QAT run(s)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": "float - kappa * (float - PTQ)",
+            "kappa": self.kappa,
+            "kappa_sd": self.kappa_sd,
+            "noise": self.noise,
+            "runs": len(self.observed),
+        }

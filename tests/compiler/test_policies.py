@@ -1,0 +1,80 @@
+"""QAT policies on synthetic candidates: which ones each trains, and why, without QAT."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mpqc.compiler.candidates import Candidate
+from mpqc.compiler.policies import PolicyContext, make_policy
+from mpqc.cost import SchemeCost
+from mpqc.precision import Precision
+from mpqc.recovery import RecoveryModel
+from mpqc.scheme import Scheme
+
+FLOAT = 0.98
+
+
+def _candidates(ptq: list[float]) -> list[Candidate]:
+    labels = ["w8a8", "w4a8", "w2a8", "w4a4", "w8a4", "w8a2", "w2a4", "w4a2"]
+    out = []
+    for i, q in enumerate(ptq):
+        scheme = Scheme({"a": Precision.parse(labels[i]), "b": Precision.parse("w8a8")})
+        out.append(
+            Candidate(scheme=scheme, origin="test", cost=SchemeCost(1e-3, 0, 0, 0), fits=True, predicted_ptq=q, ptq=q)
+        )
+    return out
+
+
+def _context(qat_of: dict[float, float], trained: list[float], max_runs: int = 4) -> PolicyContext:
+    def train(batch: Sequence[Candidate]) -> None:
+        for c in batch:
+            assert c.ptq is not None
+            trained.append(c.ptq)
+            c.qat = qat_of[c.ptq]
+
+    model = RecoveryModel(FLOAT, tolerance=0.01)
+    return PolicyContext(FLOAT, 0.01, max_runs, 2, 2, train, lambda text: None, model, FLOAT)
+
+
+def test_predicted_stops_once_nothing_left_can_beat_the_best():
+    candidates = _candidates([0.96, 0.95, 0.60, 0.40])
+    trained: list[float] = []
+    qat = {0.96: 0.978, 0.95: 0.975, 0.60: 0.80, 0.40: 0.60}  # the best PTQ recovers to float
+    runs = make_policy("predicted").run(candidates, _context(qat, trained))
+    assert trained == [0.96, 0.95] and runs == 2  # kappa ~ 0.1 from them: nothing else can win
+    assert all(c.decision for c in candidates)
+    assert "cannot change the winner" in candidates[2].decision
+
+
+def test_predicted_goes_on_while_a_candidate_could_still_win():
+    candidates = _candidates([0.93, 0.92, 0.91, 0.90])
+    trained: list[float] = []
+    qat = {0.93: 0.94, 0.92: 0.96, 0.91: 0.975, 0.90: 0.95}  # the first round's shares disagree
+    runs = make_policy("predicted").run(candidates, _context(qat, trained))
+    assert runs == 4 and trained[:2] == [0.93, 0.92]
+    assert max(c.quality for c in candidates) == 0.975  # found where ptq-rule (top 2) would not
+
+
+def test_predicted_cannot_foresee_what_its_runs_do_not_show():
+    """The share is one number for every scheme: when the best by PTQ recover least, the
+    others are predicted to recover as little, and the policy stops (always-QAT would not)."""
+    candidates = _candidates([0.96, 0.95, 0.90, 0.85])
+    trained: list[float] = []
+    qat = {0.96: 0.962, 0.95: 0.955, 0.90: 0.975, 0.85: 0.97}
+    assert make_policy("predicted").run(candidates, _context(qat, trained)) == 2
+
+
+def test_ptq_rule_trains_its_top_k_only():
+    candidates = _candidates([0.96, 0.95, 0.90, 0.85])
+    trained: list[float] = []
+    qat = {0.96: 0.962, 0.95: 0.955, 0.90: 0.975, 0.85: 0.97}
+    assert make_policy("ptq-rule").run(candidates, _context(qat, trained)) == 2
+    assert trained == [0.96, 0.95]
+
+
+def test_predicted_respects_the_run_limit_and_says_so():
+    candidates = _candidates([0.93, 0.92, 0.91, 0.90])
+    trained: list[float] = []
+    qat = {0.93: 0.94, 0.92: 0.96, 0.91: 0.975, 0.90: 0.95}
+    assert make_policy("predicted").run(candidates, _context(qat, trained, max_runs=2)) == 2
+    assert any("limit" in c.decision for c in candidates if c.qat is None)
