@@ -348,7 +348,8 @@ def validate_oracle(
     `seed + seeds - 1`) and score the oracle and the baselines against the seed-averaged N.
     With `short_epochs`, also the short-QAT predictor: N measured after that many epochs
     (its own seed), the cheap end of a learning curve. The probe-free predictor is fitted on
-    the first quarter of the schemes' first-seed runs (`learned_share`), `noise` being one standard error of a measured quality."""
+    the first quarter of the schemes' first-seed runs (`learned_share`), `noise` being one
+    standard error of a measured quality."""
     start = time.perf_counter()
     schemes = random_schemes(names, count, seed)
     runs = [

@@ -203,7 +203,8 @@ def comparison_lines(comparison: dict) -> list[str]:
     intervals = comparison.get("learned_share_intervals")
     if intervals:
         lines.append(
-            f"  learned_share (fitted on the first quarter) 95% intervals: truth inside {100 * intervals['coverage']:.0f}%; "
+            "  learned_share (fitted on the first quarter) 95% intervals: truth inside "
+            f"{100 * intervals['coverage']:.0f}%; "
             f"{intervals['uncertain']} uncertain decision(s) ({intervals['uncertain_where_seeds_split']} where the "
             f"seeds split); sure decisions right {100 * intervals['sure_accuracy']:.0f}%"
         )

@@ -18,7 +18,6 @@ The pipeline, one stage per module of this package:
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -50,7 +49,7 @@ from mpqc.jobs import JobStore, context_from
 from mpqc.necessity import LayerProbes, Oracle, measure_schemes
 from mpqc.precision import Precision
 from mpqc.progress import Progress
-from mpqc.recovery import Predictor, RecoveryModel, Z, sampling_noise
+from mpqc.recovery import Predictor, RecoveryModel, sampling_noise
 from mpqc.scheme import Scheme
 from mpqc.training.config import QatConfig
 from mpqc.workload import Workload
@@ -233,7 +232,7 @@ def _search(
         train,
         say,
         predictor,
-        float_quality + Z * math.sqrt(2) * noise,
+        float_quality,  # QAT trains towards the float model: what passes it is noise
     )
     qat_runs = policy.run(fitting, ctx)
 
