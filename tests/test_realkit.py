@@ -198,7 +198,7 @@ def test_compile_with_the_default_qat_policy_trains_label_free(kit, small, tmp_p
     distillation where the learned-share predictor says it may pay, decisions and intervals
     in the report, no probes."""
     args = ("--target", "bitserial", "--budget", "latency=0.6x", "--space", "w8a8,w4a8,w8a4")
-    args += ("--epochs", "1", "--max-qat-runs", "2", "--sensitivity-samples", "4", "--levels", "3")
+    args += ("--epochs", "1", "--max-qat-runs", "2", "--sensitivity-samples", "4")
     report = _compile(kit, small[kit.name], tmp_path / "run", *args)
     assert report["qat_policy"] == "predicted" and report["probes"] is None
     assert report["measure"]["name"] in ("agreement", "cosine")  # no labels in the kit

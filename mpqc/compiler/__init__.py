@@ -232,7 +232,7 @@ def _search(
         train,
         say,
         predictor,
-        float_quality,  # QAT trains towards the float model: what passes it is noise
+        float_quality + noise,  # see PolicyContext.ceiling
     )
     qat_runs = policy.run(fitting, ctx)
 

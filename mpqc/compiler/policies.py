@@ -48,8 +48,9 @@ class PolicyContext:
     say: Callable[[str], None]
     #: the necessity predictor (predicted and probed policies)
     predictor: Predictor | None = None
-    #: the quality QAT cannot pass (the float model's): no candidate can beat a best within
-    #: the tolerance of it by more than the tolerance, so the rounds stop there
+    #: the quality QAT is not expected to pass: the float model's plus one standard error of
+    #: a 0/1 measure (labelled QAT may end a little above the float model; by distillation,
+    #: cosine, it cannot); a best within the tolerance of it ends the rounds
     ceiling: float = 1.0
 
 
@@ -118,9 +119,10 @@ class PredictedPolicy(QatPolicy):
     """QAT in rounds of `round_size` runs, best predicted first. After each round the
     predictor is refitted on the runs just paid for and predictions are redone; a candidate
     goes on only while its prediction is not a sure "ptq" and its optimistic QAT quality
-    (the top of its 95% interval, capped at the float model's quality, which QAT trains
-    towards) beats the best result by the tolerance. Candidates whose interval straddles the tolerance are "uncertain": they are
-    trained only if they could change the winner, and their decision says so.
+    (the top of its 95% interval, capped at `PolicyContext.ceiling`, about the float
+    model's quality) beats the best result by the tolerance. Candidates whose interval
+    straddles the tolerance are "uncertain": they are trained only if they could change the
+    winner, and their decision says so.
 
     The predictor is `RecoveryModel` (probe-free: rule (a) with the unrecovered share learned
     from these runs); the `probed` policy uses the layer-probe oracle instead."""

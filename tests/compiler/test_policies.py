@@ -78,3 +78,11 @@ def test_predicted_respects_the_run_limit_and_says_so():
     qat = {0.93: 0.94, 0.92: 0.96, 0.91: 0.975, 0.90: 0.95}
     assert make_policy("predicted").run(candidates, _context(qat, trained, max_runs=2)) == 2
     assert any("limit" in c.decision for c in candidates if c.qat is None)
+
+
+def test_predicted_trains_nothing_when_ptq_is_already_within_the_tolerance_of_the_ceiling():
+    candidates = _candidates([0.975, 0.95])
+    trained: list[float] = []
+    assert make_policy("predicted").run(candidates, _context({}, trained)) == 0
+    assert trained == [] and all(c.decision.startswith("ptq") for c in candidates)
+    assert "cannot change the winner" in candidates[1].decision

@@ -112,7 +112,9 @@ def test_no_cache_neither_reads_nor_writes(tmp_path, default_model):
 
 @pytest.mark.slow
 def test_worker_count_does_not_change_the_answer(finished, tmp_path, default_model):
-    options = CompileOptions(max_qat_runs=2, qat_epochs=1, probe_epochs=1, workers=2, levels=3, progress=False)
+    from dataclasses import replace
+
+    options = replace(FAST, workers=2)
     two = compile_model(default_model, BUDGET, "bitserial", None, tmp_path / "two", options)
     assert (two.output / "scheme.json").read_bytes() == (finished.output / "scheme.json").read_bytes()
 
