@@ -177,14 +177,11 @@ def _worker_start(parent: int) -> None:
 def _send(conn: Connection, message: tuple[Any, ...]) -> bool:
     """Answer the parent; False when it is gone (nobody left to tell)."""
     try:
-        try:
-            conn.send(message)
-        except OSError:
-            raise
-        except Exception as exc:  # an unpicklable result or exception: say what it was
-            conn.send(("error", message[1], RuntimeError(f"{type(exc).__name__}: {exc}"), ""))
+        conn.send(message)
     except OSError:
         return False
+    except Exception as exc:  # an unpicklable result or exception: say what it was
+        return _send(conn, ("error", message[1], RuntimeError(f"{type(exc).__name__}: {exc}"), ""))
     return True
 
 
