@@ -204,3 +204,16 @@ def test_ctrl_c_while_workers_start_is_one_clean_interrupt():
     finally:
         if left():
             os.killpg(parent.pid, signal.SIGKILL)
+
+
+def _unpicklable(x: int) -> object:
+    return lambda: x
+
+
+def test_an_answer_that_cannot_be_sent_back_is_reported_by_what_it_was():
+    pool = LocalPoolExecutor(2)
+    try:
+        with pytest.raises(RuntimeError, match="(?i)pickl"):
+            pool.run(_unpicklable, [1])
+    finally:
+        pool.close()
