@@ -22,7 +22,7 @@ from mpqc.executor import OnRetry
 from mpqc.jobs import JobResult, JobStore, QatContext, QatJob, Where, run_jobs
 from mpqc.necessity_eval import SchemeRecord, compare_predictors, interval_scores, learned_share, spearman
 from mpqc.precision import W8A8, Precision
-from mpqc.recovery import Prediction, decide
+from mpqc.recovery import Prediction, decide, sampling_noise
 from mpqc.scheme import Scheme
 
 __all__ = [
@@ -224,8 +224,7 @@ class Oracle:
         """One standard error of a probe's measured accuracy: a layer's unrecoverable loss
         below it is indistinguishable from evaluation noise and is not counted (summing many
         noisy small losses otherwise swamps the few real ones)."""
-        p = min(max(self.probes.reference_point.qat, 1e-3), 1 - 1e-3)
-        return math.sqrt(p * (1 - p) / self.samples)
+        return sampling_noise(self.probes.reference_point.qat, self.samples, per_sample_binary=True)
 
     def unrecoverable(self, scheme: Scheme) -> float:
         """The scheme's layers' own unrecoverable losses, each above the noise floor."""
@@ -242,9 +241,10 @@ class Oracle:
         lost = max(per_layer, (self.kappa or 0.0) * ptq_loss)
         qat = max(0.0, self.probes.reference_point.qat - lost)
         necessity = max(0.0, qat - ptq_quality)
-        p = min(max(ptq_quality, 1e-3), 1 - 1e-3)
-        q = min(max(qat, 1e-3), 1 - 1e-3)
-        noise = math.sqrt(p * (1 - p) / self.samples + q * (1 - q) / self.samples)
+        noise = math.hypot(
+            sampling_noise(ptq_quality, self.samples, per_sample_binary=True),
+            sampling_noise(qat, self.samples, per_sample_binary=True),
+        )
         sigma = math.sqrt(noise**2 + (self.relative_error * lost) ** 2)
         decision, confidence = decide(necessity, sigma, self.tolerance)
         return Prediction(necessity, qat, sigma, necessity > self.tolerance, confidence, decision)
