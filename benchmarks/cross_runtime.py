@@ -47,14 +47,14 @@ def models(wanted: list[str]) -> list[tuple[str, Path, Path | None]]:
 
 def prediction_errors(work: Workload, schemes: list[Scheme], rounds: int) -> tuple[float, float]:
     """Median and worst |predicted - measured| / measured, variants re-timed in the same run."""
-    costs: Any = work.costs  # both measured cost models: variant_payloads, lower, set_walls
+    costs: Any = work.costs  # both measured cost models: timed, lower, set_walls
     assert work.target is not None
-    labels = list(costs.walls)
-    variants = costs.variant_payloads()
+    assert not set(schemes) & set(getattr(costs, "mixed_schemes", list)()), "held-out schemes were fitted on"
+    timed = costs.timed()
     lowered = [costs.lower(s) for s in schemes]
-    runs = work.target.measure_interleaved(variants + lowered, work.sample_feed(), rounds)
-    costs.set_walls({label: m.median_s for label, m in zip(labels, runs[: len(variants)])})
-    errors = [abs(costs.latency(s) - m.median_s) / m.median_s for s, m in zip(schemes, runs[len(variants) :])]
+    runs = work.target.measure_interleaved([p for _, p in timed] + lowered, work.sample_feed(), rounds)
+    costs.set_walls({label: m.median_s for (label, _), m in zip(timed, runs)})
+    errors = [abs(costs.latency(s) - m.median_s) / m.median_s for s, m in zip(schemes, runs[len(timed) :])]
     return statistics.median(errors), max(errors)
 
 

@@ -40,12 +40,13 @@ def run(name: str, path: Path, data: Path | None, count: int, rounds: int, seed:
     # every precision the target's search space has for each layer (w8a8d, w4nb: linear layers)
     choices = {layer.name: list(target.search_space(layer)) for layer in layers}
     schemes = [Scheme({n: rng.choice(choices[n]) for n in names}) for _ in range(count)]
+    assert not set(schemes) & set(cost.mixed_schemes()), "a held-out scheme is one the costs were fitted on"
     predicted = [cost.latency(s) for s in schemes]
-    variants = cost.variant_payloads()
-    runs = target.measure_interleaved(variants + [cost.lower(s) for s in schemes], feed, rounds)
-    measured = [m.median_s for m in runs[len(variants) :]]
+    timed = cost.timed()
+    runs = target.measure_interleaved([p for _, p in timed] + [cost.lower(s) for s in schemes], feed, rounds)
+    measured = [m.median_s for m in runs[len(timed) :]]
     before = dict(cost.walls)
-    cost.set_walls({label: m.median_s for label, m in zip(before, runs[: len(variants)])})
+    cost.set_walls({label: m.median_s for (label, _), m in zip(timed, runs)})
     drift = statistics.median(cost.walls[k] / before[k] for k in before)
     recalibrated = [cost.latency(s) for s in schemes]
     raw = [abs(p - m) / m for p, m in zip(predicted, measured)]

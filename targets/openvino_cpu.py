@@ -12,8 +12,10 @@ alternating int8/float schemes) is profiled with OpenVINO's performance counters
 executed node, median over the runs), the node times scaled to the variant's wall time
 measured in one interleaved run, and each node attributed to a layer by name. A scheme's
 latency is additive: the sum of its layers' costs plus what no layer owns (the median over
-variants). Unlike `ort-cpu` it does not re-derive boundary costs from the lowered graph, so
-its predictions are checked in `benchmarks/cross_runtime.py`.
+variants). On small models, random mixed schemes are timed with the variants and the
+layer costs refitted to all those wall times (`wall_fit`, as on `ort-cpu`). Unlike
+`ort-cpu` it does not re-derive boundary costs from the lowered graph, so its predictions
+are checked in `benchmarks/cross_runtime.py`.
 """
 
 from __future__ import annotations
@@ -27,16 +29,20 @@ from typing import Any
 import numpy as np
 from mpqc.targets.base import CostInputs, Measurement, Target
 from mpqc.targets.ort_cpu import (
+    ALTERNATES,
     CPU_SPACE,
     LayerAttribution,
     VariantCostModel,
     cpu_model,
     interleave,
+    mixed_count,
+    mixed_schemes,
     profile_variants,
     runs_on_cpu,
     variant_labels,
     variant_scheme,
 )
+from mpqc.targets.wall_fit import fit_node_costs
 
 from mpqc.analysis import Layer
 from mpqc.cache import Cache, content_key
@@ -50,7 +56,7 @@ from mpqc.stats import Calibration
 
 __all__ = ["OpenVinoCpuTarget", "OpenVinoCostModel", "openvino_version"]
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 _MISSING = "openvino-cpu needs the openvino package: pip install 'mpqc[openvino]'"
 
 
@@ -163,9 +169,14 @@ class OpenVinoCpuTarget(Target):
             inputs,
             decode=lambda data: {str(n): float(t) for n, t in data.items()},
         )
-        inputs.say(f"openvino-cpu: timing the {len(labels)} variants interleaved")
-        walls = self.measure_interleaved(payloads, feed, rounds=2 * self.repeats)
-        model.set_profiles(profiles, {label: w.median_s for label, w in zip(labels, walls)})
+        rounds = 2 * self.repeats
+        count = mixed_count(math.fsum(profiles["float"].values()), rounds) if "float" in profiles else 0
+        mixed = [model.lower(s) for s in mixed_schemes(prepared.analysis, self, count)]
+        more = f" and {count} mixed schemes" if count else ""
+        inputs.say(f"openvino-cpu: timing the {len(labels)} variants{more} interleaved")
+        walls = self.measure_interleaved(payloads + mixed, feed, rounds=rounds)
+        timed = labels + [f"mixed-{i}" for i in range(count)]
+        model.set_profiles(profiles, {label: w.median_s for label, w in zip(timed, walls)}, count)
         model.spreads = {label: w.iqr_s for label, w in zip(labels, walls)}
         cache.put(key, model.to_json())
         return model
@@ -183,6 +194,9 @@ class OpenVinoCostModel(VariantCostModel):
         #: variant -> layer -> seconds; seconds no layer owns (median over variants)
         self.variant_layers: dict[str, dict[str, float]] = {}
         self.rest = 0.0
+        #: how many mixed schemes were timed, and their times (`mixed-<i>`)
+        self.mixed = 0
+        self.mixed_walls: dict[str, float] = {}
         self._owner = LayerAttribution(self.analysis, prepared)
         self._feed: dict[str, np.ndarray] | None = None
 
@@ -192,17 +206,29 @@ class OpenVinoCostModel(VariantCostModel):
         return emit(self.prepared, scheme, calibration, int8_kernels=True).payload()
 
     def variant_payloads(self) -> list[bytes]:
-        """The lowered variants, in the order of `walls` (re-timing them re-derives the costs)."""
+        """The lowered variants, in the order of `variant_labels`."""
         labels = variant_labels(self.analysis, self.target)
         return [self.lower(variant_scheme(self.analysis, label, self.target)) for label in labels]
 
-    def set_profiles(self, profiles: dict[str, dict[str, float]], walls: dict[str, float]) -> None:
+    def mixed_schemes(self) -> list[Scheme]:
+        return mixed_schemes(self.analysis, self.target, self.mixed)
+
+    def timed(self) -> list[tuple[str, bytes]]:
+        mixed = [(f"mixed-{i}", self.lower(s)) for i, s in enumerate(self.mixed_schemes())]
+        return super().timed() + mixed
+
+    def set_profiles(self, profiles: dict[str, dict[str, float]], walls: dict[str, float], mixed: int = 0) -> None:
         self.profiles = profiles
+        self.mixed = mixed
         self.set_walls(walls)
 
     def set_walls(self, walls: dict[str, float]) -> None:
-        """Node times scaled so each variant's add up to its wall time; layer shares and the rest."""
-        self.walls = dict(walls)
+        """Node times scaled so each variant's add up to its wall time; layer shares and the
+        rest; refitted to the mixed schemes' times where there are some."""
+        self.walls = {k: v for k, v in walls.items() if not k.startswith("mixed-")}
+        self.mixed_walls = {k: v for k, v in walls.items() if k.startswith("mixed-")}
+        if len(self.mixed_walls) != self.mixed:
+            raise ValueError(f"{self.mixed} mixed schemes but {len(self.mixed_walls)} times")
         rests = []
         self.variant_layers = {}
         for label, nodes in self.profiles.items():
@@ -216,6 +242,40 @@ class OpenVinoCostModel(VariantCostModel):
             self.variant_layers[label] = dict(shares)
             rests.append(max(0.0, self.walls[label] - math.fsum(shares.values())))
         self.rest = statistics.median(rests) if rests else 0.0
+        if self.mixed:
+            self._refit()
+
+    def _refit(self) -> None:
+        """Layer costs (`layer|precision`) and the rest fitted to every wall time."""
+
+        def keys(scheme: Scheme) -> list[str]:
+            return [f"{name}|{p.label}" for name, p in scheme.layers.items()]
+
+        uniform = [label for label in self.walls if label not in ALTERNATES]
+        prior = {f"{layer}|{label}": cost for label in uniform for layer, cost in self.variant_layers[label].items()}
+        rows = [
+            (keys(variant_scheme(self.analysis, label, self.target)), self.walls[label]) for label in sorted(self.walls)
+        ]
+        rows += [(keys(s), self.mixed_walls[f"mixed-{i}"]) for i, s in enumerate(self.mixed_schemes())]
+        fit = fit_node_costs(prior, rows)
+        for label in uniform:
+            self.variant_layers[label] = {
+                layer.name: fit.nodes.get(f"{layer.name}|{label}", 0.0) for layer in self.analysis.layers
+            }
+        self.rest = fit.intercept
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "mixed": self.mixed, "mixed_walls": self.mixed_walls}
+
+    def load_extra(self, data: Any) -> dict[str, float]:
+        count, walls = data["mixed"], data["mixed_walls"]
+        if not isinstance(count, int) or set(walls) != {f"mixed-{i}" for i in range(count)}:
+            raise ValueError("mixed schemes differ")
+        for value in walls.values():
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError("bad time")
+        self.mixed = count
+        return {k: float(v) for k, v in walls.items()}
 
     def layer_cost(self, layer: str, precision: Precision) -> float:
         table = self.variant_layers.get(precision.label)

@@ -16,6 +16,13 @@ median time, keyed by what it is. A scheme's latency is predicted by asking ONNX
 for the optimized graph of the lowered scheme (no run) and adding its nodes' measured
 times; boundary costs therefore follow the neighbours. Only the variants the search
 space uses are built, so no model ONNX Runtime cannot run is ever profiled.
+
+The node costs are then refitted to the variants' wall times (`wall_fit`), with the nodes
+each variant runs as prediction sees them; on small models (where timing a few dozen more
+models costs seconds) random mixed schemes are timed with the variants and join the fit.
+The profiler's microsecond resolution and per-node overhead otherwise miss
+sub-millisecond models by up to a quarter, and its names for the optimizer's unnamed
+nodes match nothing a prediction sees.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import json
 import math
 import os
 import platform
+import random
 import re
 import statistics
 import tempfile
@@ -38,6 +46,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from mpqc.targets.base import CostInputs, CostModel, Measurement, Target
+from mpqc.targets.wall_fit import fit_node_costs
 
 from mpqc.analysis import QUANTIZABLE_OPS, Analysis, Layer, takes_form
 from mpqc.cache import Cache, content_key
@@ -61,6 +70,7 @@ __all__ = [
     "runs_on_cpu",
     "variant_labels",
     "variant_scheme",
+    "mixed_schemes",
     "interleave",
     "VariantCostModel",
 ]
@@ -72,7 +82,13 @@ _ACT_QDQ = re.compile(r"^(?P<tensor>.+?)(_container)?(_a(?P<bits>\d))?_(Q|DQ)$")
 CPU_SPACE = (W8A8, Precision.parse("w8a8d"), Precision.parse("w4nb"), Precision(8, None), Precision(4, None), FLOAT)
 #: variants beside the uniform ones: borders between int8 and float layers
 ALTERNATES = ("alternate-int8", "alternate-float")
-_CACHE_VERSION = 7
+_CACHE_VERSION = 8
+#: mixed schemes timed with the variants (as many as fit in MIXED_SECONDS of timing, at
+#: most MIXED_MAX; none below MIXED_MIN, where the refit was no better than the profile):
+#: measured on the zoo's sub-millisecond models against held-out random schemes, 8 left
+#: the worst error at 6-9%, 24 at 4-5%
+MIXED_SECONDS = 10.0
+MIXED_MIN, MIXED_MAX = 8, 24
 
 
 def cpu_model() -> str:
@@ -208,9 +224,17 @@ class OrtCpuTarget(Target):
             encode=lambda nodes: [[op, name, t] for (op, name), t in sorted(nodes.items())],
             decode=lambda data: {(str(op), str(name)): float(t) for op, name, t in data},
         )
-        inputs.say(f"ort-cpu: timing the {len(labels)} variants interleaved")
-        walls = self.measure_interleaved(payloads, feed, rounds=2 * self.repeats)
-        model.set_profiles(profiles, {label: wall.median_s for label, wall in zip(labels, walls)})
+        rounds = 2 * self.repeats
+        count = mixed_count(math.fsum(profiles["float"].values()), rounds) if "float" in profiles else 0
+        mixed = [model.lower(s) for s in mixed_schemes(prepared.analysis, self, count)]
+        timed = labels + [f"mixed-{i}" for i in range(count)]
+        # the fit needs every timed model's nodes as prediction sees them (the profiler
+        # names the optimizer's unnamed nodes after their index instead)
+        lowered = {label: self.lowered_nodes(p) for label, p in zip(timed, payloads + mixed)}
+        more = f" and {count} mixed schemes" if count else ""
+        inputs.say(f"ort-cpu: timing the {len(labels)} variants{more} interleaved")
+        walls = self.measure_interleaved(payloads + mixed, feed, rounds=rounds)
+        model.set_profiles(profiles, {label: wall.median_s for label, wall in zip(timed, walls)}, lowered)
         model.spreads = {label: wall.iqr_s for label, wall in zip(labels, walls)}
         cache.put(key, model.to_json())
         return model
@@ -248,13 +272,17 @@ def profile_variants(
 
 def interleave(runs: Sequence[Callable[[], object]], warmup: int, rounds: int) -> list[Measurement]:
     """Each run `warmup` times, then all in turn, round after round, so that the machine's
-    drift (large on shared VMs) hits all of them alike; median and IQR per run."""
+    drift (large on shared VMs) hits all of them alike; median and IQR per run. Each timed
+    run follows an untimed one of the same model: the steady state a deployed model runs
+    in. Timed right after another model, a sub-millisecond model runs 2-12% slower (its
+    weights evicted from the cache), by an amount that depends on its neighbour."""
     for run in runs:
         for _ in range(warmup):
             run()
     times: list[list[float]] = [[] for _ in runs]
     for _ in range(rounds):
         for i, run in enumerate(runs):
+            run()
             start = time.perf_counter()
             run()
             times[i].append(time.perf_counter() - start)
@@ -270,6 +298,21 @@ def variant_labels(analysis: Analysis, target: Target) -> list[str]:
     only repeat the float variant), and the alternating ones."""
     used = [p.label for p in CPU_SPACE if any(target.runs(layer, p) for layer in analysis.layers)]
     return used + list(ALTERNATES)
+
+
+def mixed_schemes(analysis: Analysis, target: Target, count: int) -> list[Scheme]:
+    """`count` random schemes (a seed of their own, so that a benchmark's random schemes
+    are not these), each layer a precision the target runs for it."""
+    rng = random.Random("ort-cpu mixed schemes")
+    choices = [(layer.name, target.search_space(layer)) for layer in analysis.layers]
+    return [Scheme({name: rng.choice(options) for name, options in choices}) for _ in range(count)]
+
+
+def mixed_count(float_profile_s: float, rounds: int) -> int:
+    """How many mixed schemes to time: as many as MIXED_SECONDS allows (each timed run
+    follows an untimed one; the float variant's profiled sum over-estimates its wall time)."""
+    fit = int(MIXED_SECONDS / max(2 * rounds * float_profile_s, 1e-9))
+    return min(fit, MIXED_MAX) if fit >= MIXED_MIN else 0
 
 
 def variant_scheme(analysis: Analysis, label: str, target: Target) -> Scheme:
@@ -300,6 +343,13 @@ class VariantCostModel(CostModel):
 
     def set_walls(self, walls: dict[str, float]) -> None:
         raise NotImplementedError
+
+    def timed(self) -> list[tuple[str, bytes]]:
+        """(label, lowered model) of everything the costs are derived from: time them
+        alongside the schemes to compare and pass the times to `set_walls`, so that the
+        machine's drift cancels."""
+        labels = variant_labels(self.prepared.analysis, self.target)
+        return [(label, self.lower(variant_scheme(self.prepared.analysis, label, self.target))) for label in labels]
 
     def use_feed(self, feed: dict[str, np.ndarray]) -> None:
         """The sample `measure` runs with (the one the variants were profiled with)."""
@@ -332,8 +382,12 @@ class VariantCostModel(CostModel):
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError("bad time")
         self.profiles = {k: {n: float(t) for n, t in v.items()} for k, v in data["profiles"].items()}
-        self.set_walls({k: float(v) for k, v in data["walls"].items()})
+        self.set_walls({**{k: float(v) for k, v in data["walls"].items()}, **self.load_extra(data)})
         self.spreads = {k: float(v) for k, v in data["spreads"].items()}
+
+    def load_extra(self, data: Any) -> dict[str, float]:
+        """Wall times of whatever else a subclass timed, read from its cached tables."""
+        return {}
 
 
 class OrtCpuCostModel(VariantCostModel):
@@ -341,7 +395,9 @@ class OrtCpuCostModel(VariantCostModel):
 
     Keeps each variant's profiled node times and its unprofiled wall time; node costs are
     the profiled times scaled so each variant's nodes add up to its wall time (the profiler
-    inflates graphs by different amounts), then the median over variants per node."""
+    inflates graphs by different amounts), then the median over variants per node; then
+    the node costs (and a per-run cost no node owns) are refitted to the wall time of every
+    timed model, variants and mixed schemes, held near those (`wall_fit`)."""
 
     def __init__(self, target: OrtCpuTarget, prepared: Prepared, cached: bool = False) -> None:
         self.target, self.prepared, self.cached = target, prepared, cached
@@ -350,10 +406,18 @@ class OrtCpuCostModel(VariantCostModel):
         self.walls: dict[str, float] = {}
         #: interquartile range of each variant's measured wall time
         self.spreads: dict[str, float] = {}
-        #: derived: node key -> seconds; op type -> seconds (fallback); variant -> layer -> seconds
+        #: every timed model's optimized node keys (the variants' and `mixed-<i>`), and
+        #: the mixed schemes' wall times
+        self.lowered: dict[str, list[str]] = {}
+        self.mixed_walls: dict[str, float] = {}
+        #: derived: node key -> seconds; op type -> seconds (fallback); node name -> seconds
+        #: (fallback for a node another variant ran as a different op); variant -> layer ->
+        #: seconds; seconds per run no node owns
         self.nodes: dict[str, float] = {}
         self.op_median: dict[str, float] = {}
+        self.name_median: dict[str, float] = {}
         self.variant_layers: dict[str, dict[str, float]] = {}
+        self.intercept = 0.0
         self._owner = LayerAttribution(self.analysis, prepared)
         self._feed: dict[str, np.ndarray] | None = None
 
@@ -367,32 +431,67 @@ class OrtCpuCostModel(VariantCostModel):
         labels = variant_labels(self.analysis, self.target)
         return [self.lower(variant_scheme(self.analysis, label, self.target)) for label in labels]
 
-    def set_profiles(self, profiles: dict[str, dict[tuple[str, str], float]], walls: dict[str, float]) -> None:
+    @property
+    def mixed(self) -> int:
+        """How many mixed schemes were timed."""
+        return sum(label.startswith("mixed-") for label in self.lowered)
+
+    def mixed_schemes(self) -> list[Scheme]:
+        return mixed_schemes(self.analysis, self.target, self.mixed)
+
+    def timed(self) -> list[tuple[str, bytes]]:
+        mixed = [(f"mixed-{i}", self.lower(s)) for i, s in enumerate(self.mixed_schemes())]
+        return super().timed() + mixed
+
+    def set_profiles(
+        self,
+        profiles: dict[str, dict[tuple[str, str], float]],
+        walls: dict[str, float],
+        lowered: dict[str, list[tuple[str, str]]] | None = None,
+    ) -> None:
         self.profiles = {
             label: {f"{op}|{name}": t for (op, name), t in nodes.items()} for label, nodes in profiles.items()
         }
+        self.lowered = {label: [_key(op, name) for op, name in nodes] for label, nodes in (lowered or {}).items()}
         self.set_walls(walls)
 
     def set_walls(self, walls: dict[str, float]) -> None:
-        """Re-derive node costs from new wall times of the variants (measured alongside
-        whatever is compared with the predictions, so machine drift cancels)."""
-        self.walls = dict(walls)
+        """Re-derive node costs from new wall times of the variants and mixed schemes
+        (measured alongside whatever is compared with the predictions, so machine drift
+        cancels)."""
+        self.walls = {k: v for k, v in walls.items() if not k.startswith("mixed-")}
+        self.mixed_walls = {k: v for k, v in walls.items() if k.startswith("mixed-")}
+        if len(self.mixed_walls) != self.mixed:
+            raise ValueError(f"{self.mixed} mixed schemes but {len(self.mixed_walls)} times")
         observed: dict[str, list[float]] = defaultdict(list)
         by_op: dict[str, list[float]] = defaultdict(list)
-        self.variant_layers = {}
         for label, nodes in self.profiles.items():
             scale = self.walls[label] / max(math.fsum(nodes.values()), 1e-12)
-            shares: dict[str, float] = defaultdict(float)
             for raw, seconds in nodes.items():
                 op, name = raw.split("|", 1)
                 observed[_key(op, name)].append(seconds * scale)
                 by_op[op].append(seconds * scale)
-                owner = self._owner.layer_of(op, name)
-                if owner is not None:
-                    shares[owner] += seconds * scale
-            self.variant_layers[label] = dict(shares)
         self.nodes = {k: statistics.median(v) for k, v in sorted(observed.items())}
         self.op_median = {k: statistics.median(v) for k, v in sorted(by_op.items())}
+        self._index_names()
+        self.intercept = 0.0
+        if self.lowered:
+            times = {**self.walls, **self.mixed_walls}
+            rows = [(self.lowered[label], times[label]) for label in sorted(self.lowered)]
+            prior = {key: self._price(key) for nodes, _ in rows for key in nodes}
+            fit = fit_node_costs(prior, rows)
+            self.nodes = {**self.nodes, **fit.nodes}
+            self.intercept = fit.intercept
+            self._index_names()
+        self.variant_layers = {}
+        for label, nodes in self.profiles.items():
+            shares: dict[str, float] = defaultdict(float)
+            for raw in nodes:
+                op, name = raw.split("|", 1)
+                owner = self._owner.layer_of(op, name)
+                if owner is not None:
+                    shares[owner] += self.nodes[_key(op, name)]
+            self.variant_layers[label] = dict(shares)
 
     # -- queries ---------------------------------------------------------------------------
     def layer_cost(self, layer: str, precision: Precision) -> float:
@@ -405,15 +504,50 @@ class OrtCpuCostModel(VariantCostModel):
         return self.predict(scheme)[0]
 
     def predict(self, scheme: Scheme) -> tuple[float, int]:
-        """Predicted seconds, and how many nodes no variant showed (priced at their op's median)."""
-        total, fallbacks = 0.0, 0
+        """Predicted seconds, and how many nodes no variant showed (see `_price`)."""
+        total, fallbacks = self.intercept, 0
         for op, name in self.target.lowered_nodes(self.lower(scheme)):
-            seconds = self.nodes.get(_key(op, name))
-            if seconds is None:
-                fallbacks += 1
-                seconds = self.op_median.get(op, 0.0)
-            total += seconds
+            key = _key(op, name)
+            fallbacks += key not in self.nodes
+            total += self._price(key)
         return total, fallbacks
+
+    def _price(self, key: str) -> float:
+        """A node's cost; one no variant ran is priced as the same-named node of another
+        variant (ONNX Runtime fuses a shortcut convolution into a `FusedConv` in some
+        neighbourhoods only), else at its op's median (the optimizer's unnamed nodes)."""
+        seconds = self.nodes.get(key)
+        if seconds is None:
+            op, name = key.split("|", 1)
+            seconds = self.name_median.get(_base_name(name), self.op_median.get(op, 0.0)) if name else None
+            seconds = self.op_median.get(op, 0.0) if seconds is None else seconds
+        return seconds
+
+    def _index_names(self) -> None:
+        by_name: dict[str, list[float]] = defaultdict(list)
+        for key, seconds in self.nodes.items():
+            name = _base_name(key.split("|", 1)[1])
+            if name:
+                by_name[name].append(seconds)
+        self.name_median = {k: statistics.median(v) for k, v in sorted(by_name.items())}
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "lowered": self.lowered, "mixed_walls": self.mixed_walls}
+
+    def load_extra(self, data: Any) -> dict[str, float]:
+        lowered, walls = data["lowered"], data["mixed_walls"]
+        if not isinstance(lowered, dict) or not all(isinstance(n, list) for n in lowered.values()):
+            raise ValueError("bad lowered nodes")
+        mixed = {label for label in lowered if label.startswith("mixed-")}
+        if set(walls) != mixed or mixed != {f"mixed-{i}" for i in range(len(mixed))}:
+            raise ValueError("mixed schemes differ")
+        if lowered and not set(variant_labels(self.analysis, self.target)) <= set(lowered):
+            raise ValueError("variants differ")
+        for value in walls.values():
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError("bad time")
+        self.lowered = {str(label): [str(key) for key in nodes] for label, nodes in lowered.items()}
+        return {k: float(v) for k, v in walls.items()}
 
     @classmethod
     def from_json(cls, target: OrtCpuTarget, prepared: Prepared, data: Any, cached: bool) -> OrtCpuCostModel:
@@ -421,6 +555,11 @@ class OrtCpuCostModel(VariantCostModel):
         model = cls(target, prepared, cached=cached)
         model.load_json(data)
         return model
+
+
+def _base_name(name: str) -> str:
+    """A node's name without ONNX Runtime's suffixes for copies (`_token_<n>`, `/duplicated`)."""
+    return _TOKEN.sub("", name).removesuffix("/duplicated")
 
 
 def _key(op: str, name: str) -> str:

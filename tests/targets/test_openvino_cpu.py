@@ -56,6 +56,19 @@ def test_profiles_every_form_caches_and_predicts(linear, tmp_path):
     assert again.cached and again.walls == costs.walls
 
 
+def test_a_small_model_fits_its_layer_costs_to_timed_mixed_schemes(linear):
+    prepared, feed = linear
+    target = OpenVinoCpuTarget(warmup=2, repeats=5)
+    inputs = Inputs(prepared, feed)
+    costs = target.cost_model(inputs)
+    assert costs.mixed >= 8 and any(f"and {costs.mixed} mixed schemes" in line for line in inputs.lines)
+    assert [label for label, _ in costs.timed()][-costs.mixed :] == [f"mixed-{i}" for i in range(costs.mixed)]
+    for i, scheme in enumerate(costs.mixed_schemes()):  # the fit's residual on what it saw
+        assert costs.latency(scheme) == pytest.approx(costs.mixed_walls[f"mixed-{i}"], rel=0.25)
+    again = target.cost_model(Inputs(prepared, feed))
+    assert again.cached and again.mixed == costs.mixed and again.variant_layers == costs.variant_layers
+
+
 def test_openvino_runs_the_emitted_model_like_onnx_runtime(linear):
     """The QDQ model mpqc emits computes the same in both runtimes (OpenVINO's own int8
     kernels): the target prices the model the user deploys, not another one."""

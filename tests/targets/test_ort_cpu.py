@@ -7,6 +7,7 @@ import builders as b
 import numpy as np
 import pytest
 from mpqc.targets import OrtCpuTarget
+from mpqc.targets.ort_cpu import MIXED_MAX, MIXED_MIN, _key, interleave, mixed_count, mixed_schemes
 
 import mpqc
 from mpqc.errors import SchemeError
@@ -150,3 +151,52 @@ def test_an_interrupted_profile_resumes_at_the_variant_it_stopped_at(setup, tmp_
     assert len(profiled) == len(resumed.walls) - 1 and "profiling variant 1/" not in " ".join(profiled)
     fresh = target.cost_model(Inputs(prepared, use_cache=False))
     assert set(fresh.nodes) == set(resumed.nodes)  # the stored variant reads back as it was measured
+
+
+def test_a_small_model_times_mixed_schemes_and_fits_its_node_costs_to_them(setup):
+    prepared, target = setup
+    inputs = Inputs(prepared)
+    costs = target.cost_model(inputs)
+    assert MIXED_MIN <= costs.mixed <= MIXED_MAX
+    assert any(f"and {costs.mixed} mixed schemes" in line for line in inputs.lines)
+    labels = [label for label, _ in costs.timed()]
+    assert labels[-1] == f"mixed-{costs.mixed - 1}" and set(costs.walls) <= set(labels) == set(costs.lowered)
+    again = target.cost_model(Inputs(prepared))
+    assert again.cached and again.lowered == costs.lowered and again.intercept == costs.intercept
+    schemes = costs.mixed_schemes()
+    assert len(set(schemes)) > 1 and schemes == mixed_schemes(prepared.analysis, target, len(schemes))
+    # every timed model's prediction is near its own time (the fit's residual)
+    timed = {**costs.walls, **costs.mixed_walls}
+    for i, scheme in enumerate(schemes):
+        assert costs.latency(scheme) == pytest.approx(timed[f"mixed-{i}"], rel=0.25)
+
+
+def test_a_big_model_is_not_worth_timing_mixed_schemes_for():
+    assert mixed_count(1e-3, rounds=100) == MIXED_MAX  # 24 x 0.2 s
+    assert mixed_count(5e-3, rounds=100) == 10
+    assert mixed_count(20e-3, rounds=100) == 0  # fewer than MIXED_MIN would fit
+
+
+def test_a_node_no_variant_ran_is_priced_as_its_namesake(setup, monkeypatch):
+    prepared, target = setup
+    costs = target.cost_model(Inputs(prepared))
+    scheme = Scheme.uniform(prepared.analysis.layer_names, W8A8)
+    real = target.lowered_nodes(costs.lower(scheme))
+    known = next((op, name) for op, name in real if name.startswith("conv1_token_"))
+    renamed = [("NhwcFusedConv", name) if (op, name) == known else (op, name) for op, name in real]
+    monkeypatch.setattr(OrtCpuTarget, "lowered_nodes", lambda self, payload: renamed)
+    predicted, fallbacks = costs.predict(scheme)
+    assert fallbacks == 1
+    others = sum(costs.nodes[_key(*n)] for n in real if n != known)
+    namesake = costs.name_median["conv1"]  # conv1 as every variant ran it (Conv, QLinearConv)
+    assert predicted == pytest.approx(costs.intercept + others + namesake)
+    assert _key("NhwcFusedConv", known[1]) not in costs.nodes and "NhwcFusedConv" not in costs.op_median
+
+
+def test_every_timed_run_follows_an_untimed_run_of_the_same_model():
+    order: list[str] = []
+    runs = [lambda name=name: order.append(name) for name in "abc"]
+    measured = interleave(runs, warmup=1, rounds=3)
+    assert [m.runs for m in measured] == [3, 3, 3]
+    rounds = order[3:]
+    assert rounds == ["a", "a", "b", "b", "c", "c"] * 3
