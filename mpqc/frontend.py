@@ -23,6 +23,7 @@ from mpqc.passes import (
     AnalyzeLayersPass,
     CheckModelPass,
     FoldBatchNormPass,
+    FuseGeluPass,
     InferShapesPass,
     SimplifyPass,
     UpgradeOpsetPass,
@@ -68,7 +69,7 @@ class Prepared:
 
 def front_end_passes(simplify: bool = True) -> ir.passes.PassManager:
     """The front end in its fixed order: check, opset 21, simplify, lift constants, name, shapes, fold
-    BatchNorm, clean, sort, analyze."""
+    BatchNorm, fuse GELU, clean, sort, analyze."""
     steps: list[ir.passes.PassBase] = [CheckModelPass(), UpgradeOpsetPass(BASE_OPSET)]
     if simplify:
         steps.append(SimplifyPass())
@@ -77,6 +78,7 @@ def front_end_passes(simplify: bool = True) -> ir.passes.PassManager:
         NameFixPass(),
         InferShapesPass(),
         FoldBatchNormPass(),
+        FuseGeluPass(),
         RemoveUnusedNodesPass(),
         TopologicalSortPass(),
         AnalyzeLayersPass(),

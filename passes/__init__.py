@@ -3,6 +3,7 @@
 from mpqc.passes.analyze_layers import AnalysisResult, AnalyzeLayersPass
 from mpqc.passes.check_model import CheckModelPass
 from mpqc.passes.fold_batchnorm import FoldBatchNormPass
+from mpqc.passes.fuse_gelu import FuseGeluPass
 from mpqc.passes.shape_inference import InferShapesPass
 from mpqc.passes.simplify import SimplifyPass
 from mpqc.passes.upgrade_opset import UpgradeOpsetPass
@@ -12,6 +13,7 @@ __all__ = [
     "AnalyzeLayersPass",
     "CheckModelPass",
     "FoldBatchNormPass",
+    "FuseGeluPass",
     "InferShapesPass",
     "SimplifyPass",
     "UpgradeOpsetPass",
