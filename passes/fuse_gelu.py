@@ -56,7 +56,7 @@ def _scalar(value: ir.Value | None, expected: float) -> bool:
 
 def _single_use(value: ir.Value) -> ir.Node | None:
     """The one node that reads `value` (once), unless it is also a graph output."""
-    uses = value.uses()
+    uses = list(value.uses())
     if len(uses) != 1 or value.is_graph_output():
         return None
     node = uses[0].node
@@ -103,7 +103,7 @@ def _match(erf: ir.Node) -> tuple[ir.Value, ir.Node, list[ir.Node]] | None:
         return None
     # (x * 0.5) * (1 + erf)
     half = partner.producer() if partner is not None else None
-    if half is None or half.op_type != "Mul" or len(partner.uses()) != 1 or partner.is_graph_output():
+    if partner is None or half is None or half.op_type != "Mul" or _single_use(partner) is None:
         return None
     a, b = half.inputs
     if (a is x and _scalar(b, 0.5)) or (b is x and _scalar(a, 0.5)):

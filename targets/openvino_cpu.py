@@ -258,9 +258,11 @@ class OpenVinoCostModel(VariantCostModel):
         ]
         rows += [(keys(s), self.mixed_walls[f"mixed-{i}"]) for i, s in enumerate(self.mixed_schemes())]
         fit = fit_node_costs(prior, rows)
-        for label in uniform:
+        for label in uniform:  # a layer its variant ran at another precision keeps its share
+            table = self.variant_layers[label]
             self.variant_layers[label] = {
-                layer.name: fit.nodes.get(f"{layer.name}|{label}", 0.0) for layer in self.analysis.layers
+                layer.name: fit.nodes.get(f"{layer.name}|{label}", table.get(layer.name, 0.0))
+                for layer in self.analysis.layers
             }
         self.rest = fit.intercept
 

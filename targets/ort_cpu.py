@@ -310,7 +310,7 @@ def mixed_schemes(analysis: Analysis, target: Target, count: int) -> list[Scheme
 
 def mixed_count(float_profile_s: float, rounds: int) -> int:
     """How many mixed schemes to time: as many as MIXED_SECONDS allows (each timed run
-    follows an untimed one; the float variant's profiled sum over-estimates its wall time)."""
+    follows an untimed one; the float variant's profiled sum stands for its wall time)."""
     fit = int(MIXED_SECONDS / max(2 * rounds * float_profile_s, 1e-9))
     return min(fit, MIXED_MAX) if fit >= MIXED_MIN else 0
 
@@ -516,14 +516,13 @@ class OrtCpuCostModel(VariantCostModel):
         """A node's cost; one no variant ran is priced as the same-named node of another
         variant (ONNX Runtime fuses a shortcut convolution into a `FusedConv` in some
         neighbourhoods only), else at its op's median (the optimizer's unnamed nodes)."""
-        seconds = self.nodes.get(key)
-        if seconds is None:
-            op, name = key.split("|", 1)
-            seconds = self.name_median.get(_base_name(name), self.op_median.get(op, 0.0)) if name else None
-            seconds = self.op_median.get(op, 0.0) if seconds is None else seconds
-        return seconds
+        if key in self.nodes:
+            return self.nodes[key]
+        op, name = key.split("|", 1)
+        return self.name_median.get(_base_name(name), self.op_median.get(op, 0.0))
 
     def _index_names(self) -> None:
+        """`name_median` from `nodes` (unnamed nodes have no namesake)."""
         by_name: dict[str, list[float]] = defaultdict(list)
         for key, seconds in self.nodes.items():
             name = _base_name(key.split("|", 1)[1])
