@@ -38,13 +38,15 @@ def interleaved_latency(
     sessions: dict[str, ort.InferenceSession], feed: dict[str, np.ndarray], repeats: int = 200, warmup: int = 20
 ) -> tuple[dict[str, tuple[float, float]], dict[str, list[float]]]:
     """Median and interquartile spread (ms) of batch-1 latency, sessions run in turn so
-    that machine drift hits all of them alike."""
+    that machine drift hits all of them alike, each timed run after an untimed one of the
+    same session (the steady state, as `mpqc.targets.ort_cpu.interleave` times)."""
     for session in sessions.values():
         for _ in range(warmup):
             session.run(None, feed)
     times: dict[str, list[float]] = {name: [] for name in sessions}
     for _ in range(repeats):
         for name, session in sessions.items():
+            session.run(None, feed)
             start = time.perf_counter()
             session.run(None, feed)
             times[name].append((time.perf_counter() - start) * 1e3)

@@ -5,16 +5,18 @@ run, on the real-model kit, our zoo (CNN, transformer) and a MiniLM-sized BERT e
     python benchmarks/ort_recipes.py [--models digits_cnn,minilm_bert,...] [--repeats 100]
 
 Recipes: float; ORT `quantize_static` (QDQ, uint8 activations, min-max) per-tensor (its
-default) and per-channel; ORT `quantize_dynamic` (int8); ORT `MatMulNBitsQuantizer` (int4,
-block 32, accuracy level 4; only where the model has MatMul layers); mpqc `compile
+default) and per-channel; ORT `quantize_dynamic` (int8); where the model has MatMul layers,
+ORT's transformer recipe (its transformer optimizer, then `quantize_dynamic`) and ORT
+`MatMulNBitsQuantizer` (int4, block 32, accuracy level 4); mpqc `compile
 --target ort-cpu --max-drop 1 --qat-policy never` (the fastest scheme within 1 point of
 float on mpqc's validation split; no QAT, so PTQ only, like every ORT recipe here).
 
 Quality is measured on the test split in ONNX Runtime: top-1 with labels (zoo), else the
 fidelity to the float model (kit, BERT; see `mpqc.quality`). Latency: batch 1, 1 thread,
-all recipes of a model timed in the same interleaved rounds; ×float is the median of the
-per-round ratios. The last table asks the question of the issue: is mpqc's winner at least
-as fast as the fastest ORT recipe that stays within the same drop?
+all recipes of a model timed in the same interleaved rounds (each timed run after an
+untimed one of the same model); ×float is the median of the per-round ratios. The last
+table asks the question of the issue: is mpqc's winner at least as fast as the fastest ORT
+recipe that stays within the same drop?
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ from _common import BUILD, interleaved_latency, paired_ratio, single_thread_sess
 from mpqc.models import zoo_path  # noqa: E402
 
 import mpqc  # noqa: E402
-from mpqc.baselines import ort_matmul_nbits, ort_quantize_dynamic, ort_quantize_static  # noqa: E402
+from mpqc.baselines import (  # noqa: E402
+    ort_matmul_nbits,
+    ort_quantize_dynamic,
+    ort_quantize_static,
+    ort_transformer_dynamic,
+)
 from mpqc.realkit import kit_models  # noqa: E402
 
 DROP = 1.0  # points
@@ -93,6 +100,7 @@ def bench(case: Case, repeats: int, workdir: Path) -> tuple[list[list[str]], lis
     timed("ORT static pc", lambda out: ort_quantize_static(case.model, calib, out, per_channel=True))
     timed("ORT dynamic", lambda out: ort_quantize_dynamic(case.model, out))
     if any(layer.op_type == "MatMul" for layer in layers):
+        timed("ORT opt+dynamic", lambda out: ort_transformer_dynamic(case.model, out))
         timed("ORT nbits int4", lambda out: ort_matmul_nbits(case.model, out))
     options = mpqc.CompileOptions(max_drop=DROP / 100, qat_policy="never", progress=False)
     data = {} if case.calib is None else {"data": case.calib, "test_data": case.test}

@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 import onnx
 
-__all__ = ["ort_quantize_static", "ort_quantize_dynamic", "ort_matmul_nbits", "ort_quantize_with_options"]
+__all__ = [
+    "ort_quantize_static",
+    "ort_quantize_dynamic",
+    "ort_transformer_dynamic",
+    "ort_matmul_nbits",
+    "ort_quantize_with_options",
+]
 
 #: weight bits -> ORT QuantType name
 _WEIGHT_TYPES = {8: "QInt8", 4: "QInt4"}
@@ -96,6 +102,18 @@ def ort_quantize_dynamic(model: str | Path, output: str | Path) -> Path:
         quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
         quantize_dynamic(str(prepared), str(output), weight_type=QuantType.QInt8)
     return Path(output)
+
+
+def ort_transformer_dynamic(model: str | Path, output: str | Path) -> Path:
+    """ORT's recipe for transformers: its transformer optimizer first (BERT fusions such as
+    SkipLayerNormalization, BiasGelu and Attention, where it recognises the pattern), then
+    `quantize_dynamic` as above (which turns a fused Attention into QAttention)."""
+    from onnxruntime.transformers import optimizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fused = Path(tmp) / "fused.onnx"
+        optimizer.optimize_model(str(model), model_type="bert", opt_level=0).save_model_to_file(str(fused))
+        return ort_quantize_dynamic(fused, output)
 
 
 def ort_matmul_nbits(

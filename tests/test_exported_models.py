@@ -82,6 +82,23 @@ def test_bert_projections_run_as_onnx_runtimes_fused_kernels(bert, tmp_path, sch
     assert fused == len(result.analysis.layers), ops
 
 
+def test_bert_gelu_runs_as_one_kernel_as_in_onnx_runtimes_transformer_recipe(bert, tmp_path):
+    """The exporter's five-op GELU leaves the front end as one Gelu; ORT's own transformer
+    recipe (optimizer, then quantize_dynamic: the yardstick for transformers) fuses it too."""
+    from mpqc.models.hf_encoder import TINY
+
+    from mpqc.baselines import ort_transformer_dynamic
+
+    path, files = bert
+    mpqc.quantize(path, "w8a8d", files["data"], evaluate=False, output=tmp_path / "q.onnx")
+    ours = _optimized_ops(tmp_path / "q.onnx", tmp_path)
+    assert "Erf" not in ours and ours.count("Gelu") == TINY.layers, ours
+    theirs = _optimized_ops(ort_transformer_dynamic(path, tmp_path / "ort.onnx"), tmp_path)
+    assert "Erf" not in theirs and "DynamicQuantizeMatMul" in theirs, theirs
+    feed = {k: v[:2] for k, v in np.load(files["test"]).items()}
+    _loads_and_runs(tmp_path / "ort.onnx", feed)
+
+
 def test_bert_compiles_on_ort_cpu_within_one_point(bert, tmp_path):
     """Quality-constrained compile on a real transformer graph, with the linear-layer forms."""
     path, files = bert
