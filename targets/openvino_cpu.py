@@ -33,12 +33,12 @@ from mpqc.targets.ort_cpu import (
     CPU_SPACE,
     LayerAttribution,
     VariantCostModel,
+    _check_times,
     cpu_model,
     interleave,
-    mixed_count,
-    mixed_schemes,
     profile_variants,
     runs_on_cpu,
+    time_variants,
     variant_labels,
     variant_scheme,
 )
@@ -169,14 +169,9 @@ class OpenVinoCpuTarget(Target):
             inputs,
             decode=lambda data: {str(n): float(t) for n, t in data.items()},
         )
-        rounds = 2 * self.repeats
-        count = mixed_count(math.fsum(profiles["float"].values()), rounds) if "float" in profiles else 0
-        mixed = [model.lower(s) for s in mixed_schemes(prepared.analysis, self, count)]
-        more = f" and {count} mixed schemes" if count else ""
-        inputs.say(f"openvino-cpu: timing the {len(labels)} variants{more} interleaved")
-        walls = self.measure_interleaved(payloads + mixed, feed, rounds=rounds)
-        timed = labels + [f"mixed-{i}" for i in range(count)]
-        model.set_profiles(profiles, {label: w.median_s for label, w in zip(timed, walls)}, count)
+        float_s = math.fsum(profiles["float"].values()) if "float" in profiles else math.inf
+        timed, _, walls = time_variants("openvino-cpu", model, labels, payloads, float_s, feed, inputs)
+        model.set_profiles(profiles, {label: w.median_s for label, w in zip(timed, walls)}, len(timed) - len(labels))
         model.spreads = {label: w.iqr_s for label, w in zip(labels, walls)}
         cache.put(key, model.to_json())
         return model
@@ -194,8 +189,6 @@ class OpenVinoCostModel(VariantCostModel):
         #: variant -> layer -> seconds; seconds no layer owns (median over variants)
         self.variant_layers: dict[str, dict[str, float]] = {}
         self.rest = 0.0
-        #: how many mixed schemes were timed, and their times (`mixed-<i>`)
-        self.mixed = 0
         self.mixed_walls: dict[str, float] = {}
         self._owner = LayerAttribution(self.analysis, prepared)
         self._feed: dict[str, np.ndarray] | None = None
@@ -210,13 +203,6 @@ class OpenVinoCostModel(VariantCostModel):
         labels = variant_labels(self.analysis, self.target)
         return [self.lower(variant_scheme(self.analysis, label, self.target)) for label in labels]
 
-    def mixed_schemes(self) -> list[Scheme]:
-        return mixed_schemes(self.analysis, self.target, self.mixed)
-
-    def timed(self) -> list[tuple[str, bytes]]:
-        mixed = [(f"mixed-{i}", self.lower(s)) for i, s in enumerate(self.mixed_schemes())]
-        return super().timed() + mixed
-
     def set_profiles(self, profiles: dict[str, dict[str, float]], walls: dict[str, float], mixed: int = 0) -> None:
         self.profiles = profiles
         self.mixed = mixed
@@ -225,10 +211,7 @@ class OpenVinoCostModel(VariantCostModel):
     def set_walls(self, walls: dict[str, float]) -> None:
         """Node times scaled so each variant's add up to its wall time; layer shares and the
         rest; refitted to the mixed schemes' times where there are some."""
-        self.walls = {k: v for k, v in walls.items() if not k.startswith("mixed-")}
-        self.mixed_walls = {k: v for k, v in walls.items() if k.startswith("mixed-")}
-        if len(self.mixed_walls) != self.mixed:
-            raise ValueError(f"{self.mixed} mixed schemes but {len(self.mixed_walls)} times")
+        self._take_walls(walls)
         rests = []
         self.variant_layers = {}
         for label, nodes in self.profiles.items():
@@ -273,9 +256,7 @@ class OpenVinoCostModel(VariantCostModel):
         count, walls = data["mixed"], data["mixed_walls"]
         if not isinstance(count, int) or set(walls) != {f"mixed-{i}" for i in range(count)}:
             raise ValueError("mixed schemes differ")
-        for value in walls.values():
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError("bad time")
+        _check_times(list(walls.values()), positive=True)
         self.mixed = count
         return {k: float(v) for k, v in walls.items()}
 

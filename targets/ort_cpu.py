@@ -71,6 +71,7 @@ __all__ = [
     "variant_labels",
     "variant_scheme",
     "mixed_schemes",
+    "time_variants",
     "interleave",
     "VariantCostModel",
 ]
@@ -224,16 +225,11 @@ class OrtCpuTarget(Target):
             encode=lambda nodes: [[op, name, t] for (op, name), t in sorted(nodes.items())],
             decode=lambda data: {(str(op), str(name)): float(t) for op, name, t in data},
         )
-        rounds = 2 * self.repeats
-        count = mixed_count(math.fsum(profiles["float"].values()), rounds) if "float" in profiles else 0
-        mixed = [model.lower(s) for s in mixed_schemes(prepared.analysis, self, count)]
-        timed = labels + [f"mixed-{i}" for i in range(count)]
+        float_s = math.fsum(profiles["float"].values()) if "float" in profiles else math.inf
+        timed, every, walls = time_variants("ort-cpu", model, labels, payloads, float_s, feed, inputs)
         # the fit needs every timed model's nodes as prediction sees them (the profiler
         # names the optimizer's unnamed nodes after their index instead)
-        lowered = {label: self.lowered_nodes(p) for label, p in zip(timed, payloads + mixed)}
-        more = f" and {count} mixed schemes" if count else ""
-        inputs.say(f"ort-cpu: timing the {len(labels)} variants{more} interleaved")
-        walls = self.measure_interleaved(payloads + mixed, feed, rounds=rounds)
+        lowered = {label: self.lowered_nodes(payload) for label, payload in zip(timed, every)}
         model.set_profiles(profiles, {label: wall.median_s for label, wall in zip(timed, walls)}, lowered)
         model.spreads = {label: wall.iqr_s for label, wall in zip(labels, walls)}
         cache.put(key, model.to_json())
@@ -336,6 +332,9 @@ class VariantCostModel(CostModel):
     profiles: dict[str, dict[str, float]]
     walls: dict[str, float]
     spreads: dict[str, float]
+    #: how many mixed schemes were timed with the variants, and their times (`mixed-<i>`)
+    mixed: int = 0
+    mixed_walls: dict[str, float]
     _feed: dict[str, np.ndarray] | None
 
     def lower(self, scheme: Scheme) -> bytes:
@@ -345,11 +344,23 @@ class VariantCostModel(CostModel):
         raise NotImplementedError
 
     def timed(self) -> list[tuple[str, bytes]]:
-        """(label, lowered model) of everything the costs are derived from: time them
-        alongside the schemes to compare and pass the times to `set_walls`, so that the
-        machine's drift cancels."""
-        labels = variant_labels(self.prepared.analysis, self.target)
-        return [(label, self.lower(variant_scheme(self.prepared.analysis, label, self.target))) for label in labels]
+        """(label, lowered model) of everything the costs are derived from, the variants
+        then the mixed schemes: time them alongside the schemes to compare and pass the
+        times to `set_walls`, so that the machine's drift cancels."""
+        analysis = self.prepared.analysis
+        labels = variant_labels(analysis, self.target)
+        variants = [(label, self.lower(variant_scheme(analysis, label, self.target))) for label in labels]
+        return variants + [(f"mixed-{i}", self.lower(s)) for i, s in enumerate(self.mixed_schemes())]
+
+    def mixed_schemes(self) -> list[Scheme]:
+        return mixed_schemes(self.prepared.analysis, self.target, self.mixed)
+
+    def _take_walls(self, walls: dict[str, float]) -> None:
+        """Keep `walls` apart: the variants' and the mixed schemes' (one for each)."""
+        self.walls = {k: v for k, v in walls.items() if not k.startswith("mixed-")}
+        self.mixed_walls = {k: v for k, v in walls.items() if k.startswith("mixed-")}
+        if set(self.mixed_walls) != {f"mixed-{i}" for i in range(self.mixed)}:
+            raise ValueError(f"{self.mixed} mixed schemes but {len(self.mixed_walls)} times")
 
     def use_feed(self, feed: dict[str, np.ndarray]) -> None:
         """The sample `measure` runs with (the one the variants were profiled with)."""
@@ -378,9 +389,7 @@ class VariantCostModel(CostModel):
         labels = variant_labels(self.prepared.analysis, self.target)
         if set(data["walls"]) != set(labels) or set(data["profiles"]) != set(labels):
             raise ValueError("variants differ")
-        for value in list(data["walls"].values()) + list(data["spreads"].values()):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError("bad time")
+        _check_times([*data["walls"].values(), *data["spreads"].values()])
         self.profiles = {k: {n: float(t) for n, t in v.items()} for k, v in data["profiles"].items()}
         self.set_walls({**{k: float(v) for k, v in data["walls"].items()}, **self.load_extra(data)})
         self.spreads = {k: float(v) for k, v in data["spreads"].items()}
@@ -388,6 +397,33 @@ class VariantCostModel(CostModel):
     def load_extra(self, data: Any) -> dict[str, float]:
         """Wall times of whatever else a subclass timed, read from its cached tables."""
         return {}
+
+
+def _check_times(values: Sequence[Any], positive: bool = False) -> None:
+    """Raises unless every value is a finite, non-negative (or `positive`) number of seconds."""
+    for value in values:
+        if not (isinstance(value, int | float) and math.isfinite(value) and (value > 0 if positive else value >= 0)):
+            raise ValueError("bad time")
+
+
+def time_variants(
+    name: str,
+    model: VariantCostModel,
+    labels: list[str],
+    payloads: list[bytes],
+    float_s: float,
+    feed: dict[str, np.ndarray],
+    inputs: CostInputs,
+) -> tuple[list[str], list[bytes], list[Measurement]]:
+    """Time the variants interleaved, with as many mixed schemes as `mixed_count` allows
+    for a model whose float variant profiled at `float_s`: (labels, models, times)."""
+    target, rounds = model.target, 2 * model.target.repeats
+    count = mixed_count(float_s, rounds)
+    labels = labels + [f"mixed-{i}" for i in range(count)]
+    payloads = payloads + [model.lower(s) for s in mixed_schemes(model.prepared.analysis, target, count)]
+    more = f" and {count} mixed schemes" if count else ""
+    inputs.say(f"{name}: timing the {len(labels) - count} variants{more} interleaved")
+    return labels, payloads, target.measure_interleaved(payloads, feed, rounds=rounds)
 
 
 class OrtCpuCostModel(VariantCostModel):
@@ -406,8 +442,7 @@ class OrtCpuCostModel(VariantCostModel):
         self.walls: dict[str, float] = {}
         #: interquartile range of each variant's measured wall time
         self.spreads: dict[str, float] = {}
-        #: every timed model's optimized node keys (the variants' and `mixed-<i>`), and
-        #: the mixed schemes' wall times
+        #: every timed model's optimized node keys (the variants' and `mixed-<i>`)
         self.lowered: dict[str, list[str]] = {}
         self.mixed_walls: dict[str, float] = {}
         #: derived: node key -> seconds; op type -> seconds (fallback); node name -> seconds
@@ -431,18 +466,6 @@ class OrtCpuCostModel(VariantCostModel):
         labels = variant_labels(self.analysis, self.target)
         return [self.lower(variant_scheme(self.analysis, label, self.target)) for label in labels]
 
-    @property
-    def mixed(self) -> int:
-        """How many mixed schemes were timed."""
-        return sum(label.startswith("mixed-") for label in self.lowered)
-
-    def mixed_schemes(self) -> list[Scheme]:
-        return mixed_schemes(self.analysis, self.target, self.mixed)
-
-    def timed(self) -> list[tuple[str, bytes]]:
-        mixed = [(f"mixed-{i}", self.lower(s)) for i, s in enumerate(self.mixed_schemes())]
-        return super().timed() + mixed
-
     def set_profiles(
         self,
         profiles: dict[str, dict[tuple[str, str], float]],
@@ -453,16 +476,14 @@ class OrtCpuCostModel(VariantCostModel):
             label: {f"{op}|{name}": t for (op, name), t in nodes.items()} for label, nodes in profiles.items()
         }
         self.lowered = {label: [_key(op, name) for op, name in nodes] for label, nodes in (lowered or {}).items()}
+        self.mixed = sum(label.startswith("mixed-") for label in self.lowered)
         self.set_walls(walls)
 
     def set_walls(self, walls: dict[str, float]) -> None:
         """Re-derive node costs from new wall times of the variants and mixed schemes
         (measured alongside whatever is compared with the predictions, so machine drift
         cancels)."""
-        self.walls = {k: v for k, v in walls.items() if not k.startswith("mixed-")}
-        self.mixed_walls = {k: v for k, v in walls.items() if k.startswith("mixed-")}
-        if len(self.mixed_walls) != self.mixed:
-            raise ValueError(f"{self.mixed} mixed schemes but {len(self.mixed_walls)} times")
+        self._take_walls(walls)
         observed: dict[str, list[float]] = defaultdict(list)
         by_op: dict[str, list[float]] = defaultdict(list)
         for label, nodes in self.profiles.items():
@@ -537,15 +558,13 @@ class OrtCpuCostModel(VariantCostModel):
         lowered, walls = data["lowered"], data["mixed_walls"]
         if not isinstance(lowered, dict) or not all(isinstance(n, list) for n in lowered.values()):
             raise ValueError("bad lowered nodes")
-        mixed = {label for label in lowered if label.startswith("mixed-")}
-        if set(walls) != mixed or mixed != {f"mixed-{i}" for i in range(len(mixed))}:
+        if set(walls) != {label for label in lowered if label.startswith("mixed-")}:
             raise ValueError("mixed schemes differ")
         if lowered and not set(variant_labels(self.analysis, self.target)) <= set(lowered):
             raise ValueError("variants differ")
-        for value in walls.values():
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError("bad time")
+        _check_times(list(walls.values()), positive=True)
         self.lowered = {str(label): [str(key) for key in nodes] for label, nodes in lowered.items()}
+        self.mixed = len(walls)
         return {k: float(v) for k, v in walls.items()}
 
     @classmethod
