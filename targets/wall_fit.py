@@ -3,10 +3,11 @@
 ONNX Runtime's profiler records whole microseconds per node and adds its own overhead to
 each, so on a model of a few dozen microseconds the profiled node times are a blurred,
 inflated picture (their sum is 1.1-3x the wall time, unevenly so between variants), and a
-sum of scaled profiled times misses mixed schemes by up to a quarter. Timing a few mixed
-schemes next to the variants and fitting the node costs to all those wall times, held
-near the profiled costs (ridge towards them), removes that: the fitted costs add up to
-what the runtime really takes, including a fixed per-run cost no node owns.
+sum of scaled profiled times misses mixed schemes by up to a quarter. Fitting the node
+costs to whole-model wall times (the variants', and on small models those of a few mixed
+schemes timed next to them), held near the profiled costs (ridge towards them), removes
+that: the fitted costs add up to what the runtime really takes, including a fixed per-run
+cost no node owns.
 """
 
 from __future__ import annotations
