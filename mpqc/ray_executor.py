@@ -16,7 +16,7 @@ from typing import Any
 from mpqc.errors import OptionError, WorkerError, first_line
 from mpqc.scheduler import DEFAULT_RETRIES, JobFn, OnDone, OnRetry, Scheduler
 
-__all__ = ["RayExecutor", "connect"]
+__all__ = ["RayExecutor", "connect", "node_mismatch"]
 
 #: seconds between checks that the cluster's head answers, and misses before giving up
 _HEAD_CHECK_S = 2.0
@@ -85,6 +85,28 @@ def _unreachable(address: str | None) -> str | None:
     return None
 
 
+def node_mismatch(described: Sequence[dict[str, Any]], version: str, isa: dict[str, Any]) -> str | None:
+    """Why the actors' nodes cannot run this job, or None: another mpqc version, or another
+    int8 instruction set (ONNX Runtime's int8 kernels saturate on some and not on others, so
+    sensitivities and QAT would differ from a run here: results must not depend on where a
+    job ran)."""
+    for info in described:
+        if info["mpqc"] != version:
+            return f"a Ray node runs mpqc {info['mpqc']}, this process {version}: install one version"
+    for info in described:
+        if info["isa"] != isa:
+            theirs, ours = _isa_text(info["isa"]), _isa_text(isa)
+            return (
+                f"a Ray node's CPU ({theirs}) differs from this machine's ({ours}): its int8 results would differ; "
+                "use nodes with the same instruction set, or --executor local"
+            )
+    return None
+
+
+def _isa_text(isa: dict[str, Any]) -> str:
+    return f"{isa.get('arch', '?')} {'+'.join(isa.get('features', [])) or 'no int8 extensions'}"
+
+
 class _RayWorker:
     """A Ray actor: set up once with the shared state (read from the object store), then runs jobs."""
 
@@ -136,7 +158,9 @@ class RayExecutor:
         return self._actor.options(scheduling_strategy="SPREAD").remote(self._setup)
 
     def _check_nodes(self) -> list[dict[str, Any]]:
-        """Every actor is up and runs this mpqc version (a set-up error is raised here)."""
+        """Every actor is up and runs this mpqc version on this instruction set (a set-up
+        error is raised here)."""
+        from mpqc.cpu import detect
         from mpqc.version import __version__
 
         ray = self._ray
@@ -150,11 +174,10 @@ class RayExecutor:
         except ray.exceptions.RayActorError as exc:
             self.close()
             raise WorkerError(f"a Ray worker failed to start: {_actor_cause(exc)}") from None
-        for info in described:
-            if info["mpqc"] != __version__:
-                self.close()
-                theirs = info["mpqc"]
-                raise WorkerError(f"a Ray node runs mpqc {theirs}, this process {__version__}: install one version")
+        problem = node_mismatch(described, __version__, detect().to_json())
+        if problem is not None:
+            self.close()
+            raise WorkerError(problem)
         return described
 
     def run(

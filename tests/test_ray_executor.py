@@ -21,8 +21,10 @@ import pytest
 
 from mpqc.api import compile as compile_model
 from mpqc.compiler import CompileOptions
+from mpqc.cpu import detect
 from mpqc.errors import OptionError
 from mpqc.executor import ExecutorSpec, Retry
+from mpqc.ray_executor import node_mismatch
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'mpqc[ray]')")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -128,6 +130,7 @@ def test_jobs_spread_over_both_nodes_and_a_killed_worker_costs_only_its_job(clus
     executor = ExecutorSpec("ray", workers=2, address=cluster.address).start(4)
     try:
         assert len({n["node"] for n in executor.nodes}) == 2  # one actor per node
+        assert all(n["isa"] == detect().to_json() for n in executor.nodes)  # checked against this machine
         retries: list[Retry] = []
         killer, killed = _kill_one_busy_worker(lambda: True, 60)
         assert executor.run(_slow_square, [1, 2, 3, 4], on_retry=retries.append) == [1, 4, 9, 16]
@@ -238,3 +241,14 @@ def test_an_unreachable_address_is_refused_before_any_work(tmp_path):
     )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "nothing answers" in proc.stderr
     assert not out.exists()
+
+
+def test_a_node_with_another_version_or_int8_instruction_set_is_refused_by_name():
+    here = {"arch": "x86_64", "features": ["avx2"], "source": "/proc/cpuinfo", "int8_saturates": True}
+    vnni = {**here, "features": ["avx2", "avx512-vnni"], "int8_saturates": False}
+    same = [{"mpqc": "1.0", "isa": here, "node": "a"}, {"mpqc": "1.0", "isa": dict(here), "node": "b"}]
+    assert node_mismatch(same, "1.0", here) is None
+    mixed = [*same, {"mpqc": "1.0", "isa": vnni, "node": "c"}]
+    problem = node_mismatch(mixed, "1.0", here)
+    assert problem is not None and "x86_64 avx2+avx512-vnni" in problem and "(x86_64 avx2)" in problem
+    assert "mpqc 0.9, this process 1.0" in (node_mismatch([{**same[0], "mpqc": "0.9"}], "1.0", here) or "")
