@@ -49,7 +49,7 @@ def prediction_errors(work: Workload, schemes: list[Scheme], rounds: int) -> tup
     """Median and worst |predicted - measured| / measured, variants re-timed in the same run."""
     costs: Any = work.costs  # both measured cost models: timed, lower, set_walls
     assert work.target is not None
-    assert not set(schemes) & set(getattr(costs, "mixed_schemes", list)()), "held-out schemes were fitted on"
+    assert not set(schemes) & set(costs.mixed_schemes()), "held-out schemes were fitted on"
     timed = costs.timed()
     lowered = [costs.lower(s) for s in schemes]
     runs = work.target.measure_interleaved([p for _, p in timed] + lowered, work.sample_feed(), rounds)

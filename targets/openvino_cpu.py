@@ -158,7 +158,7 @@ class OpenVinoCpuTarget(Target):
             return cached
         model = OpenVinoCostModel(self, prepared)
         model.use_feed(feed)
-        payloads = [model.lower(variant_scheme(prepared.analysis, label, self)) for label in labels]
+        payloads = model.variant_payloads()
         profiles = profile_variants(
             "openvino-cpu",
             _CACHE_VERSION,
@@ -197,11 +197,6 @@ class OpenVinoCostModel(VariantCostModel):
         """The QDQ model OpenVINO reads for `scheme` (placeholder ranges: for timing only)."""
         calibration = Calibration.placeholder(self.analysis.activation_tensors)
         return emit(self.prepared, scheme, calibration, int8_kernels=True).payload()
-
-    def variant_payloads(self) -> list[bytes]:
-        """The lowered variants, in the order of `variant_labels`."""
-        labels = variant_labels(self.analysis, self.target)
-        return [self.lower(variant_scheme(self.analysis, label, self.target)) for label in labels]
 
     def set_profiles(self, profiles: dict[str, dict[str, float]], walls: dict[str, float], mixed: int = 0) -> None:
         self.profiles = profiles

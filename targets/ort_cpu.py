@@ -347,10 +347,15 @@ class VariantCostModel(CostModel):
         """(label, lowered model) of everything the costs are derived from, the variants
         then the mixed schemes: time them alongside the schemes to compare and pass the
         times to `set_walls`, so that the machine's drift cancels."""
-        analysis = self.prepared.analysis
-        labels = variant_labels(analysis, self.target)
-        variants = [(label, self.lower(variant_scheme(analysis, label, self.target))) for label in labels]
+        variants = list(zip(variant_labels(self.prepared.analysis, self.target), self.variant_payloads()))
         return variants + [(f"mixed-{i}", self.lower(s)) for i, s in enumerate(self.mixed_schemes())]
+
+    def variant_payloads(self) -> list[bytes]:
+        """The lowered variants, in the order of `variant_labels`."""
+        analysis = self.prepared.analysis
+        return [
+            self.lower(variant_scheme(analysis, label, self.target)) for label in variant_labels(analysis, self.target)
+        ]
 
     def mixed_schemes(self) -> list[Scheme]:
         return mixed_schemes(self.prepared.analysis, self.target, self.mixed)
@@ -461,10 +466,6 @@ class OrtCpuCostModel(VariantCostModel):
         """The model ONNX Runtime runs for `scheme` here (placeholder ranges: for timing only)."""
         calibration = Calibration.placeholder(self.analysis.activation_tensors)
         return emit(self.prepared, scheme, calibration, int8_kernels=True).payload()
-
-    def variant_payloads(self) -> list[bytes]:
-        labels = variant_labels(self.analysis, self.target)
-        return [self.lower(variant_scheme(self.analysis, label, self.target)) for label in labels]
 
     def set_profiles(
         self,
