@@ -66,6 +66,8 @@ class Backend:
     custom_ops: bool = False
     #: int8 weights held in [-127, 127] (TensorRT's documented weight range)
     narrow_weights: bool = False
+    #: runs ONNX's `Attention` (opset 23), so the front end may fuse attention into it
+    attention: bool = False
     #: documentation each rule is taken from
     references: tuple[str, ...] = ()
 
@@ -133,6 +135,8 @@ BACKENDS: dict[str, Backend] = {
         weight_only_bits=frozenset({8, 4, 2}),
         dynamic=True,
         custom_ops=True,
+        # a CPU kernel since ONNX Runtime 1.23 (microsoft/onnxruntime#25156)
+        attention=True,
         references=(_ORT_DOC,),
     ),
     # TensorRT 10: "The quantization scheme is symmetric quantization ... INT8 ... Weight-only
@@ -185,6 +189,8 @@ BACKENDS: dict[str, Backend] = {
         blocked_bits=frozenset({4}),
         weight_only_bits=frozenset({8, 4}),
         dynamic=True,
+        # read by its ONNX front end (checked: `tests/passes/test_fuse_attention.py`)
+        attention=True,
         references=(_OV_DOC,),
     ),
 }

@@ -23,6 +23,7 @@ from mpqc.passes import (
     AnalyzeLayersPass,
     CheckModelPass,
     FoldBatchNormPass,
+    FuseAttentionPass,
     FuseGeluPass,
     InferShapesPass,
     SimplifyPass,
@@ -67,9 +68,10 @@ class Prepared:
             raise ModelError(NO_LAYERS)
 
 
-def front_end_passes(simplify: bool = True) -> ir.passes.PassManager:
+def front_end_passes(simplify: bool = True, fuse_attention: bool = True) -> ir.passes.PassManager:
     """The front end in its fixed order: check, opset 21, simplify, lift constants, name, shapes, fold
-    BatchNorm, fuse GELU, clean, sort, analyze."""
+    BatchNorm, fuse GELU, fuse attention (opset 23; off for backends without the op), clean,
+    sort, analyze."""
     steps: list[ir.passes.PassBase] = [CheckModelPass(), UpgradeOpsetPass(BASE_OPSET)]
     if simplify:
         steps.append(SimplifyPass())
@@ -79,6 +81,7 @@ def front_end_passes(simplify: bool = True) -> ir.passes.PassManager:
         InferShapesPass(),
         FoldBatchNormPass(),
         FuseGeluPass(),
+        *([FuseAttentionPass()] if fuse_attention else []),
         RemoveUnusedNodesPass(),
         TopologicalSortPass(),
         AnalyzeLayersPass(),
@@ -86,13 +89,15 @@ def front_end_passes(simplify: bool = True) -> ir.passes.PassManager:
     return ir.passes.PassManager(steps)
 
 
-def prepare(model: ModelLike | Prepared, simplify: bool = True) -> Prepared:
-    """Load (if a path) and run the front end. A `Prepared` is returned as is."""
+def prepare(model: ModelLike | Prepared, simplify: bool = True, fuse_attention: bool = True) -> Prepared:
+    """Load (if a path) and run the front end. A `Prepared` is returned as is.
+    `fuse_attention=False` keeps attention as the model spells it, for backends that do not
+    run ONNX's `Attention` (TensorRT, QNN)."""
     if isinstance(model, Prepared):
         return model
     loaded = load_model(model)
     try:
-        result = front_end_passes(simplify)(loaded)
+        result = front_end_passes(simplify, fuse_attention)(loaded)
     except (MpqcError, ir.passes.PassError) as exc:
         raise _user_error(exc) from None
     return Prepared(result.model, result.model.meta[ANALYSIS_KEY])

@@ -157,7 +157,8 @@ def _init_worker(context: QatContext) -> None:
     torch.set_num_threads(context.config.threads)
     proto = onnx.ModelProto()
     proto.ParseFromString(context.model_bytes)
-    prepared = prepare(ir.serde.deserialize_model(proto), simplify=False)
+    # the driver's front end ran already: no fusion here that it did not do
+    prepared = prepare(ir.serde.deserialize_model(proto), simplify=False, fuse_attention=False)
     layout = Runner(make_session(prepared.model), context.specs)
     layout.per_sample = context.per_sample
     _STATE.update(context=context, prepared=prepared, layout=layout)

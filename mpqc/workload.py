@@ -149,7 +149,7 @@ class Workload:
             raise BudgetError("a budget needs a target to price it")
         if parsed_budget is not None and resolved_target is not None:
             _check_references(parsed_budget, resolved_target)
-        prepared = prepare(model)
+        prepared = prepare(model, fuse_attention=resolved_backend is None or resolved_backend.attention)
         if require_layers:
             prepared.require_layers()
         recipe = recipe or Recipe(**(resolved_target.recipe_defaults() if resolved_target else {}))

@@ -3,6 +3,7 @@
 from mpqc.passes.analyze_layers import AnalysisResult, AnalyzeLayersPass
 from mpqc.passes.check_model import CheckModelPass
 from mpqc.passes.fold_batchnorm import FoldBatchNormPass
+from mpqc.passes.fuse_attention import FuseAttentionPass
 from mpqc.passes.fuse_gelu import FuseGeluPass
 from mpqc.passes.shape_inference import InferShapesPass
 from mpqc.passes.simplify import SimplifyPass
@@ -13,6 +14,7 @@ __all__ = [
     "AnalyzeLayersPass",
     "CheckModelPass",
     "FoldBatchNormPass",
+    "FuseAttentionPass",
     "FuseGeluPass",
     "InferShapesPass",
     "SimplifyPass",

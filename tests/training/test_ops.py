@@ -125,6 +125,41 @@ CASES = {
     "depth-to-space": _case("DepthToSpace", {"x": np.repeat(F32, 4, axis=1)}, {"blocksize": 2}),
     "hard-swish": _case("HardSwish", {"x": F32 * 4}),
     "div-int": _case("Div", {"a": _i64(7, -7, 9), "b": _i64(2, 2, -4)}),
+    # opset 23: the front end's FuseAttentionPass writes this op
+    "attention-3d-additive-mask": _case(
+        "Attention",
+        {
+            "q": R.randn(2, 5, 8).astype(np.float32),
+            "k": R.randn(2, 6, 8).astype(np.float32),
+            "v": R.randn(2, 6, 8).astype(np.float32),
+            # padded keys at -inf or the lowest float; the last query of each sample sees no key
+            "mask": np.where(
+                (R.rand(2, 1, 5, 6) < 0.3) | (np.arange(5)[:, None] == 4),
+                np.float32([-np.inf, -3.4028235e38]).reshape(2, 1, 1, 1),
+                0.0,
+            ).astype(np.float32),
+        },
+        {"q_num_heads": 2, "kv_num_heads": 2, "scale": 0.3},
+    ),
+    "attention-3d-bool-mask": _case(
+        "Attention",
+        {
+            "q": R.randn(2, 5, 8).astype(np.float32),
+            "k": R.randn(2, 5, 8).astype(np.float32),
+            "v": R.randn(2, 5, 12).astype(np.float32),
+            "mask": np.tril(np.ones((5, 5), bool)) & (np.arange(5)[:, None] > 0),  # query 0 sees nothing
+        },
+        {"q_num_heads": 2, "kv_num_heads": 2},
+    ),
+    "attention-4d-causal-grouped": _case(
+        "Attention",
+        {
+            "q": R.randn(2, 4, 5, 3).astype(np.float32),
+            "k": R.randn(2, 2, 5, 3).astype(np.float32),
+            "v": R.randn(2, 2, 5, 3).astype(np.float32),
+        },
+        {"is_causal": 1},
+    ),
 }
 
 
@@ -137,16 +172,17 @@ def _model(op, inputs, attrs, consts, outputs) -> onnx.ModelProto:
     outs = [f"y{i}" for i in range(outputs)]
     node = h.make_node(op, names, outs, **attrs)
     initializers = [numpy_helper.from_array(a, n) for n, a in consts.items()]
+    opset, ir_version = (23, 11) if op == "Attention" else (21, 10)
     draft = h.make_model(
         h.make_graph([node], "g", graph_inputs, [onnx.ValueInfoProto(name=o) for o in outs], initializers),
-        opset_imports=[h.make_opsetid("", 21)],
-        ir_version=10,
+        opset_imports=[h.make_opsetid("", opset)],
+        ir_version=ir_version,
     )
     inferred = onnx.shape_inference.infer_shapes(draft).graph
     types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *inferred.output]}
     typed = [h.make_tensor_value_info(o, types.get(o) or T.FLOAT, None) for o in outs]
     graph = h.make_graph([node], "g", graph_inputs, typed, initializers)
-    return h.make_model(graph, opset_imports=[h.make_opsetid("", 21)], ir_version=10)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], ir_version=ir_version)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -169,6 +169,48 @@ def _softmax(node: Node, xs: Inputs) -> list[torch.Tensor]:
     return [F.one_hot(x.argmax(dim=axis), x.shape[axis]).movedim(-1, axis).to(x.dtype)]
 
 
+@register("Attention")
+def _attention(node: Node, xs: Inputs) -> list[torch.Tensor]:
+    """ONNX Attention (opset 23): 3-D inputs split into heads by the attributes, or 4-D;
+    a boolean mask keeps True, a float mask is added. A query whose keys are all masked out
+    (False, or a float mask at the dtype's lowest value or -inf) gets zeros, as ONNX
+    Runtime's kernel gives; no KV cache, no softcap."""
+    q, k, v, mask = arg(node, xs, 0), arg(node, xs, 1), arg(node, xs, 2), opt(xs, 3)
+    if opt(xs, 4) is not None or opt(xs, 5) is not None or attr_float(node, "softcap", 0.0) != 0.0:
+        raise ModelError(f"Attention node {node.name}: a KV cache or softcap is not supported in QAT")
+    if attr_int(node, "qk_matmul_output_mode", 0) != 0:
+        raise ModelError(f"Attention node {node.name}: qk_matmul_output_mode is not supported in QAT")
+    three_d = q.ndim == 3
+    if three_d:
+        q_heads, kv_heads = attr_int(node, "q_num_heads", 0), attr_int(node, "kv_num_heads", 0)
+        if q_heads < 1 or kv_heads < 1:
+            raise ModelError(f"Attention node {node.name}: 3-D inputs need q_num_heads and kv_num_heads")
+        q = q.reshape(q.shape[0], q.shape[1], q_heads, -1).transpose(1, 2)
+        k = k.reshape(k.shape[0], k.shape[1], kv_heads, -1).transpose(1, 2)
+        v = v.reshape(v.shape[0], v.shape[1], kv_heads, -1).transpose(1, 2)
+    if k.shape[1] != q.shape[1]:  # grouped-query attention: each KV head serves a group of Q heads
+        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+        v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+    scale = attr_float(node, "scale", 0.0) or q.shape[-1] ** -0.5
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale
+    lowest = torch.finfo(scores.dtype).min
+    masked = torch.zeros((), dtype=torch.bool, device=scores.device)
+    if mask is not None:
+        masked = ~mask if mask.dtype == torch.bool else mask <= lowest
+        scores = scores.masked_fill(masked, lowest) if mask.dtype == torch.bool else scores + mask.clamp(min=lowest)
+    if attr_int(node, "is_causal", 0):
+        s, t = scores.shape[-2], scores.shape[-1]
+        future = ~torch.ones(s, t, dtype=torch.bool, device=scores.device).tril(t - s)
+        scores = scores.masked_fill(future, lowest)
+        masked = masked | future
+    probs = torch.softmax(scores.clamp(min=lowest), dim=-1)
+    probs = probs.masked_fill(masked.expand_as(probs).all(dim=-1, keepdim=True), 0.0)
+    out = torch.matmul(probs, v)
+    if three_d:
+        out = out.transpose(1, 2).reshape(out.shape[0], out.shape[2], -1)
+    return [out]
+
+
 _ACTIVATIONS = {
     "Relu": lambda n, x: F.relu(x),
     "Sigmoid": lambda n, x: torch.sigmoid(x),
