@@ -1,14 +1,16 @@
 """Fuse scaled dot-product attention, as exporters spell it out, into ONNX's `Attention`
 (opset 23), so ONNX Runtime runs one kernel instead of the per-head reshapes, transposes,
-two MatMuls, the mask Add and the Softmax: 17% off a MiniLM encoder's dynamic-int8 run
-(`benchmarks/RESULTS.md`). ONNX Runtime's own transformer optimizer finds no attention in
-the graphs torch's dynamo exporter writes (it matches other exporters' spellings), so
+two MatMuls, the mask Add and the Softmax: 6% off a MiniLM encoder's dynamic-int8 run
+(6.52 -> 6.13 ms, 1 thread, interleaved; `benchmarks/RESULTS.md`). ONNX Runtime's own
+transformer optimizer finds no attention in the graphs torch's dynamo exporter writes, so
 without this pass every quantized transformer keeps about a dozen small ops per layer.
 
 A match is proven, not guessed: the reshapes' target shapes are evaluated symbolically
 (from the constants and `Shape` ops that compute them), and the data layout of Q, K and V
 is followed through every Reshape and Transpose down to the head split. Only a region whose
-layout is exactly multi-head attention is rewritten."""
+layout is exactly multi-head attention is rewritten: from 3-D projections [b, s, h * d]
+(the head split and merge fused too), else from per-head tensors [b, h, s, d] (packed QKV
+split by Split/Squeeze, as ViT-style exports write it)."""
 
 from __future__ import annotations
 
@@ -103,6 +105,10 @@ class _Match:
     output: ir.Value
     last: ir.Node
     region: list[ir.Node]
+    #: 3: Q, K, V are [b, s, h * d] (the head split and merge fused too); 4: [b, h, s, d]
+    rank: int = 3
+    #: the mask is [b|1, h|1, 1, t]: expanded over the queries, which the kernel needs
+    expand_bias: bool = False
 
 
 # -- matching ------------------------------------------------------------------------------
@@ -161,25 +167,36 @@ def _match(softmax: ir.Node) -> _Match | None:
         return None
     second = uses[0].node
     region.append(second)
-    found = _sides(first, second)
-    if found is None:
+    for rank in (3, 4):  # prefer fusing the head split and merge too
+        found = _sides(first, second, rank)
+        if found is not None:
+            break
+    else:
         return None
-    (query, q_nodes, q_scale, q_layout), (key, k_nodes, k_scale, _), (value, v_nodes, _, v_layout) = found
-    heads = q_layout[1][0][1]
-    if bias is not None and not _bias_fits(bias, query, key, heads):
+    (query, q_nodes, q_scale, q_layout), (key, k_nodes, k_scale, k_layout), (value, v_nodes, _, v_layout) = found
+    sizes = {name: _axis_size(axis) for name, axis in zip("bhsd", q_layout)}
+    bias_fit = None if bias is None else _bias_fit(bias, query.dtype, sizes, _axis_size(k_layout[3]))
+    if bias is not None and bias_fit is None:
         return None
-    # out: MatMul(p, v) [b, h, s, dv] -> Transpose, Reshape -> [b, s, h * dv]
-    out_layout: Layout = [q_layout[0], q_layout[1], q_layout[2], v_layout[3]]
-    want: Layout = [q_layout[0], q_layout[2], q_layout[1] + v_layout[3]]
-    tail = _follow(second.outputs[0], out_layout, want)
-    if tail is None:
-        return None
-    output, t_nodes = tail
+    if rank == 3:
+        # out: MatMul(p, v) [b, h, s, dv] -> Transpose, Reshape -> [b, s, h * dv]
+        out_layout: Layout = [q_layout[0], q_layout[1], q_layout[2], v_layout[3]]
+        want: Layout = [q_layout[0], q_layout[2], q_layout[1] + v_layout[3]]
+        tail = _follow(second.outputs[0], out_layout, want)
+        if tail is None:
+            return None
+        output, t_nodes = tail
+    else:
+        output, t_nodes = second.outputs[0], []
     region += q_nodes + k_nodes + v_nodes + t_nodes
     if not _removable(region, output):
         return None
-    assert isinstance(heads.coef, int)
-    return _Match(query, key, value, bias, heads.coef, scale * q_scale * k_scale, output, t_nodes[-1], _unique(region))
+    heads = sizes["h"].coef
+    last = t_nodes[-1] if t_nodes else second
+    total_scale = scale * q_scale * k_scale
+    return _Match(
+        query, key, value, bias, heads, total_scale, output, last, _unique(region), rank, bias_fit == "expand"
+    )
 
 
 def _scalar_step(node: ir.Node) -> tuple[float, ir.Value] | None:
@@ -202,13 +219,22 @@ def _scalar_step(node: ir.Node) -> tuple[float, ir.Value] | None:
 _Side = tuple[ir.Value, list[ir.Node], float, Layout]
 
 
-def _sides(first: ir.Node, second: ir.Node) -> tuple[_Side, _Side, _Side] | None:
-    """Q, K and V traced back to 3-D projections whose last axis splits into the heads, with
-    the layouts [b, h, s, d], [b, h, d, t] and [b, h, t, dv] the MatMuls need."""
+#: per source rank, the axes Q, K and V must end with, in atoms of the source: for 3-D
+#: sources "2/0" and "2/1" are the heads and the head size split from the last axis
+_ORDERS = {
+    3: (("0", "2/0", "1", "2/1"), ("0", "2/0", "2/1", "1"), ("0", "2/0", "1", "2/1")),
+    4: (("0", "1", "2", "3"), ("0", "1", "3", "2"), ("0", "1", "2", "3")),
+}
 
-    q = _trace(first.inputs[0], "q", ("0", "2/0", "1", "2/1"), allow_scale=True)
-    k = _trace(first.inputs[1], "k", ("0", "2/0", "2/1", "1"), allow_scale=True)
-    v = _trace(second.inputs[1], "v", ("0", "2/0", "1", "2/1"), allow_scale=False)
+
+def _sides(first: ir.Node, second: ir.Node, rank: int) -> tuple[_Side, _Side, _Side] | None:
+    """Q, K and V traced back to sources of `rank` dimensions (3: projections whose last
+    axis splits into the heads; 4: per-head tensors [b, h, s, d]), with the layouts
+    [b, h, s, d], [b, h, d, t] and [b, h, t, dv] the MatMuls need."""
+    q_order, k_order, v_order = _ORDERS[rank]
+    q = _trace(first.inputs[0], "q", q_order, rank, allow_scale=True)
+    k = _trace(first.inputs[1], "k", k_order, rank, allow_scale=True)
+    v = _trace(second.inputs[1], "v", v_order, rank, allow_scale=False)
     if q is None or k is None or v is None:
         return None
     (_, _, _, ql), (_, _, _, kl), (_, _, _, vl) = q, k, v
@@ -219,10 +245,10 @@ def _sides(first: ir.Node, second: ir.Node) -> tuple[_Side, _Side, _Side] | None
     return q, k, v
 
 
-def _trace(value: ir.Value | None, role: str, order: tuple[str, ...], allow_scale: bool) -> _Side | None:
-    """Walk back from `value` through Reshape, Transpose (and scalar Mul/Div) to a 3-D source
-    whose layout, followed forward, ends as one atom per axis in `order` ("2/0" and "2/1":
-    the heads and the head size split from the source's last axis)."""
+def _trace(value: ir.Value | None, role: str, order: tuple[str, ...], rank: int, allow_scale: bool) -> _Side | None:
+    """Walk back from `value` through Reshape, Transpose (and scalar Mul/Div) to a source
+    of `rank` dimensions whose layout, followed forward, ends as one atom per axis in
+    `order`."""
     chain: list[ir.Node] = []
     values: list[ir.Value] = []
     current = value
@@ -246,7 +272,7 @@ def _trace(value: ir.Value | None, role: str, order: tuple[str, ...], allow_scal
     for start in range(len(values) - 1, -1, -1):
         source = values[start]
         dims = _dims(source)
-        if dims is None or len(dims) != 3:
+        if dims is None or len(dims) != rank:
             continue
         nodes = list(reversed(chain[:start]))
         layout = _forward([((f"{role}{i}", d),) for i, d in enumerate(dims)], nodes)
@@ -282,19 +308,19 @@ def _follow(value: ir.Value, layout: Layout, want: Layout) -> tuple[ir.Value, li
             return None
 
 
-def _bias_fits(bias: ir.Value, query: ir.Value, key: ir.Value, heads: Size) -> bool:
-    """A float additive mask ONNX Runtime's kernel takes: [s, t], [h|1, s, t] or
-    [b|1, h|1, s, t]. It does not broadcast the query axis, so HF's [b, 1, 1, t] padding
-    mask is left unfused."""
-    dims, q, k = _dims(bias), _dims(query), _dims(key)
-    if dims is None or q is None or k is None or not 2 <= len(dims) <= 4 or bias.dtype != query.dtype:
-        return False
-    batch, seq, total = q[0], q[1], k[1]
-    if dims[-2:] != [seq, total]:
-        return False
-    if len(dims) == 3:
-        return dims[0] in (ONE, heads)
-    return len(dims) == 2 or (dims[0] in (ONE, batch) and dims[1] in (ONE, heads))
+def _bias_fit(bias: ir.Value, dtype: ir.DataType | None, sizes: dict[str, Size], total: Size) -> str | None:
+    """ "as is" for a float additive mask ONNX Runtime's kernel takes ([s, t], [h|1, s, t],
+    [b|1, h|1, s, t]), "expand" for [b|1, h|1, 1, t] (HF's padding mask: the kernel does
+    not broadcast the query axis, so it is expanded first), else None."""
+    dims = _dims(bias)
+    if dims is None or not 2 <= len(dims) <= 4 or bias.dtype != dtype or dims[-1] != total:
+        return None
+    lead = {2: [], 3: [(dims[0], sizes["h"])], 4: [(dims[0], sizes["b"]), (dims[1], sizes["h"])]}[len(dims)]
+    if any(dim not in (ONE, full) for dim, full in lead):
+        return None
+    if dims[-2] == sizes["s"]:
+        return "as is"
+    return "expand" if dims[-2] == ONE and len(dims) == 4 else None
 
 
 def _removable(region: list[ir.Node], output: ir.Value) -> bool:
@@ -519,13 +545,11 @@ def _shape_value(value: ir.Value | None, known: dict[int, Layout]) -> list[Shape
 def _rewrite(graph: ir.Graph, match: _Match) -> None:
     inputs: list[ir.Value | None] = [match.query, match.key, match.value]
     if match.bias is not None:
-        inputs.append(match.bias)
-    attention = ir.node(
-        "Attention",
-        inputs,
-        attributes={"q_num_heads": match.heads, "kv_num_heads": match.heads, "scale": float(match.scale)},
-        name=f"{match.last.name}_attention",
-    )
+        inputs.append(_expanded(graph, match) if match.expand_bias else match.bias)
+    attributes: dict[str, int | float] = {"scale": float(match.scale)}
+    if match.rank == 3:
+        attributes.update(q_num_heads=match.heads, kv_num_heads=match.heads)
+    attention = ir.node("Attention", inputs, attributes=attributes, name=f"{match.last.name}_attention")
     graph.insert_before(match.last, attention)
     out, name = match.output, match.output.name
     out.name = f"{name}__fused"
@@ -535,3 +559,28 @@ def _rewrite(graph: ir.Graph, match: _Match) -> None:
     out.replace_all_uses_with(attention.outputs[0], replace_graph_outputs=True)
     dead = set(match.region) | _dead_helpers(match.region)
     graph.remove([n for n in graph if n in dead], safe=True)
+
+
+def _expanded(graph: ir.Graph, match: _Match) -> ir.Value:
+    """The [b|1, h|1, 1, t] mask expanded to [b|1, h|1, s, t]: Expand(mask, [1, 1, s, 1]),
+    s read from the query at run time."""
+    assert match.bias is not None
+    base = f"{match.last.name}_attention_mask"
+    seq_axis = 1 if match.rank == 3 else 2
+    constants = []
+    for suffix, array in (("ones", np.array([1, 1], np.int64)), ("one", np.array([1], np.int64))):
+        constant = ir.Value(
+            name=f"{base}_{suffix}",
+            shape=ir.Shape(array.shape),
+            type=ir.TensorType(ir.DataType.INT64),
+            const_value=ir.tensor(array),
+        )
+        graph.register_initializer(constant)
+        constants.append(constant)
+    ones, one = constants
+    seq = ir.node("Shape", [match.query], attributes={"start": seq_axis, "end": seq_axis + 1}, name=f"{base}_seq")
+    target = ir.node("Concat", [ones, seq.outputs[0], one], attributes={"axis": 0}, name=f"{base}_shape")
+    expand = ir.node("Expand", [match.bias, target.outputs[0]], name=f"{base}_expand")
+    for node in (seq, target, expand):
+        graph.insert_before(match.last, node)
+    return expand.outputs[0]

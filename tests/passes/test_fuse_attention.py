@@ -100,8 +100,36 @@ def test_what_is_not_exactly_multi_head_attention_stays():
     assert not FuseAttentionPass()(_attention(k_split=(HEAD, HEADS), k_perm=(0, 3, 2, 1))).modified
     assert not FuseAttentionPass()(_attention(scores_out=True)).modified  # the scores are read elsewhere
     assert not FuseAttentionPass()(_attention(opset=18)).modified  # only raised to 23 from 21 on
-    # a [b, 1, 1, t] mask: ONNX Runtime's kernel does not broadcast the query axis
-    assert not FuseAttentionPass()(_attention(mask_rows="one")).modified
+
+
+def test_a_padding_mask_over_keys_only_is_expanded_over_the_queries():
+    """HF's [b, 1, 1, t] mask: ONNX Runtime's kernel does not broadcast the query axis."""
+    model = _attention(mask_rows="one")
+    before = {shape: _run(model, _feed(*shape, rows=1)) for shape in ((3, 5), (2, 9))}
+    result = FuseAttentionPass()(model)
+    ops = [n.op_type for n in result.model.graph]
+    assert result.modified and ops.count("Attention") == 1 and "Expand" in ops
+    for shape, expected in before.items():
+        np.testing.assert_allclose(_run(result.model, _feed(*shape, rows=1)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_per_head_tensors_fuse_as_four_dimensional_attention():
+    """Our zoo transformer packs Q, K and V in one Gemm, split per head by Reshape,
+    Transpose, Split and Squeeze: no 3-D projection to start from, so Attention takes the
+    [b, h, s, d] tensors and the head merge stays."""
+    from mpqc.models import zoo_path
+
+    plain = mpqc.prepare(zoo_path("transformer"), fuse_attention=False)
+    fused = FuseAttentionPass()(plain.copy()).model
+    (node,) = [n for n in fused.graph if n.op_type == "Attention"]
+    assert "q_num_heads" not in node.attributes and "Softmax" not in [n.op_type for n in fused.graph]
+    x = b.rng(3).randn(4, 8, 8).astype(np.float32)
+    np.testing.assert_allclose(
+        make_session(fused, optimize=False).run(None, {"input": x})[0],
+        make_session(plain.model, optimize=False).run(None, {"input": x})[0],
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_a_query_with_every_key_masked_out_gets_zeros():
