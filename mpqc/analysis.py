@@ -31,7 +31,7 @@ FLOAT_OPS = frozenset(
     Squeeze Unsqueeze DepthToSpace SpaceToDepth CumSum Trilu ScatterND GatherND OneHot Size LSTM GRU RNN
     Floor Ceil Round Sign Sin Cos Tan Atan Softsign Mish Celu ThresholdedRelu LessOrEqual GreaterOrEqual Xor Mod
     CastLike IsNaN IsInf ReduceProd ReduceL1 ReduceSumSquare ReduceLogSum ReduceLogSumExp ArgMin
-    InstanceNormalization GlobalMaxPool""".split()
+    InstanceNormalization GlobalMaxPool Attention RMSNormalization""".split()
 )
 
 
