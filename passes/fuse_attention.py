@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 import onnx_ir as ir
-from mpqc.passes._common import const_array, opset_version
+from mpqc.passes._common import const_array, note, opset_version
 
 #: the first opset with `Attention`
 ATTENTION_OPSET = 23
@@ -91,6 +91,12 @@ class FuseAttentionPass(ir.passes.InPlacePass):
             model.opset_imports[""] = ATTENTION_OPSET
             minimum = onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", ATTENTION_OPSET)])
             model.ir_version = max(model.ir_version or 0, minimum)
+        if fused:
+            note(
+                model,
+                f"{fused} attention block(s) fused into ONNX Attention: the model is now opset "
+                f"{ATTENTION_OPSET} and needs ONNX Runtime 1.23 or later (--backend tensorrt/qnn keep it unfused)",
+            )
         return ir.passes.PassResult(model, modified=fused > 0)
 
 
