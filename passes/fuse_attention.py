@@ -274,7 +274,7 @@ def _trace(value: ir.Value | None, role: str, order: tuple[str, ...], rank: int,
             current = step[1]
         else:
             break
-    # try the farthest 3-D value first: the projection, not an intermediate of the reshapes
+    # try the farthest value of that rank first: the projection, not an intermediate of the reshapes
     for start in range(len(values) - 1, -1, -1):
         source = values[start]
         dims = _dims(source)

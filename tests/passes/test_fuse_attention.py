@@ -22,6 +22,7 @@ def _attention(
     scores_out: bool = False,
     opset: int = 21,
     mask_rows: str = "seq",
+    unsqueezed_mask: bool = False,
 ) -> ir.Model:
     """x [batch, seq, 8] -> Q, K, V projections -> per-head attention spelt as HF's eager
     BERT exports it (Reshape [0, 0, heads, head], Transpose, MatMul, Div by sqrt(head), Add
@@ -48,7 +49,7 @@ def _attention(
         h.make_node("Transpose", ["vh"], ["vt"], perm=[0, 2, 1, 3], name="v_t"),
         h.make_node("MatMul", ["qt", "kt"], ["s"], name="scores"),
         h.make_node("Div", ["s", "root"], ["sd"], name="scale"),
-        h.make_node("Add", ["sd", "mask"], ["sm"], name="mask_add"),
+        h.make_node("Add", ["sd", "mask4" if unsqueezed_mask else "mask"], ["sm"], name="mask_add"),
         h.make_node("Softmax", ["sm"], ["p"], axis=-1, name="softmax"),
         h.make_node("MatMul", ["p", "vt"], ["o"], name="context"),
         h.make_node("Transpose", ["o"], ["ot"], perm=[0, 2, 1, 3], name="o_t"),
@@ -60,6 +61,10 @@ def _attention(
         h.make_tensor_value_info("x", T.FLOAT, ["batch", "seq", WIDTH]),
         h.make_tensor_value_info("mask", T.FLOAT, ["batch", 1, rows, "seq"]),
     ]
+    if unsqueezed_mask:  # a [b, t] additive mask input, unsqueezed in the graph (a shape op feeds the mask)
+        inputs[1] = h.make_tensor_value_info("mask", T.FLOAT, ["batch", "seq"])
+        inits.append(b.init("mask_axes", np.array([1, 2], np.int64)))
+        nodes.insert(0, h.make_node("Unsqueeze", ["mask", "mask_axes"], ["mask4"], name="mask_unsqueeze"))
     outputs = [h.make_tensor_value_info("y", T.FLOAT, None)]
     if scores_out:
         outputs.append(h.make_tensor_value_info("s", T.FLOAT, None))
@@ -111,6 +116,16 @@ def test_a_padding_mask_over_keys_only_is_expanded_over_the_queries():
     assert result.modified and ops.count("Attention") == 1 and "Expand" in ops
     for shape, expected in before.items():
         np.testing.assert_allclose(_run(result.model, _feed(*shape, rows=1)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_mask_made_by_a_shape_op_stays_to_feed_the_attention():
+    model = _attention(unsqueezed_mask=True)
+    feed = _feed(rows=1)
+    feed["mask"] = feed["mask"][:, 0, 0, :]
+    before = _run(model, feed)
+    result = FuseAttentionPass()(model)
+    assert result.modified and "Unsqueeze" in [n.op_type for n in result.model.graph]
+    np.testing.assert_allclose(_run(result.model, feed), before, rtol=1e-5, atol=1e-5)
 
 
 def test_per_head_tensors_fuse_as_four_dimensional_attention():
