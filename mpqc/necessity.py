@@ -32,6 +32,7 @@ __all__ = [
     "probe_layers",
     "probe_variants",
     "random_schemes",
+    "VALIDATION_CHOICES",
     "measure_schemes",
     "validate_oracle",
     "equal_cost_pairs",
@@ -279,11 +280,15 @@ class Oracle:
         )
 
 
+#: what each layer of a held-out validation scheme is drawn from (2-bit weights and activations included)
+VALIDATION_CHOICES = ("w8a8", "w4a8", "w2a8", "w4a4", "w8a4", "w8a2")
+
+
 def random_schemes(names: list[str], count: int, seed: int, choices: list[str] | None = None) -> list[Scheme]:
     """Held-out mixed schemes: each layer drawn from `choices`, each scheme with at least
     one layer below w8a8 (all-w8a8 carries no information)."""
     rng = random.Random(seed)
-    options = [Precision.parse(c) for c in (choices or ["w8a8", "w4a8", "w2a8", "w4a4", "w8a4", "w8a2"])]
+    options = [Precision.parse(c) for c in (choices or VALIDATION_CHOICES)]
     schemes: list[Scheme] = []
     seen: set[Scheme] = set()
     while len(schemes) < count:

@@ -12,6 +12,7 @@ from mpqc.executor import ExecutorSpec
 from mpqc.jobs import context_from
 from mpqc.modelio import atomic_write_bytes, check_output_dir
 from mpqc.necessity import (
+    VALIDATION_CHOICES,
     NecessityReport,
     Oracle,
     equal_cost_pairs,
@@ -20,6 +21,7 @@ from mpqc.necessity import (
     validate_oracle,
 )
 from mpqc.plots import heatmap_png, scatter_png
+from mpqc.precision import Precision
 from mpqc.progress import Progress
 from mpqc.recovery import sampling_noise
 from mpqc.training.config import QatConfig
@@ -69,7 +71,14 @@ def necessity_workload(
     names = workload.prepared.analysis.layer_names
     validation_set = workload.splits.validation
     float_quality = workload.evaluate(workload.prepared.model, "validation").quality
-    context = context_from(workload, QatConfig(epochs=epochs, lr=lr, seed=seed), {8, *bits}, bits)
+    # the `auto` range and weight-scale choices are made for every width a job will use: the
+    # probes' and, with --validate, the held-out schemes' (2-bit included whatever --bits says;
+    # before, their 2-bit layers fell back to min-max, which inflated every PTQ loss there)
+    widths = set(bits)
+    if validate:
+        drawn = [Precision.parse(label) for label in VALIDATION_CHOICES]
+        widths |= {p.a_bits for p in drawn if p.a_bits} | {p.w_bits for p in drawn if p.w_bits}
+    context = context_from(workload, QatConfig(epochs=epochs, lr=lr, seed=seed), {8, *widths}, widths)
     variants = probe_variants(list(bits))
     with say.count(1 + len(names) * len(variants), "QAT-necessity probes") as advance:
         probes = probe_layers(context, names, float_quality, variants, probe_epochs, where, progress=advance)

@@ -83,6 +83,8 @@ def test_necessity_end_to_end_small(prepared_default, tmp_path):
     assert comparison["seeds"] == 2 and comparison["against"] == "rule_a"
     assert "rule_a" not in comparison["differences"] and "ci95" in comparison["differences"]["predictor"]["mae"]
     assert "vs rule_a" in (report / "necessity.txt").read_text()
+    # the held-out schemes' 4-bit layers got their auto-chosen ranges too, not a min-max fallback
+    assert {2, 4, 8} <= set(work.choices) and {2, 4} <= set(work.weight_choices)
 
 
 def test_seeds_and_short_epochs_are_checked(prepared_default):
