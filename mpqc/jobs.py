@@ -83,6 +83,8 @@ def context_from(
     key = content_key(
         {
             **fingerprint,
+            # the resolved recipe: which widths got their `auto` choices changes every result
+            "resolved": recipe.to_json(),
             "measure": workload.quality.name,
             "config": dataclasses.asdict(dataclasses.replace(config, progress=False)),
         }
