@@ -17,7 +17,7 @@ from mpqc.runtime import make_session
 from mpqc.scheme import Scheme
 from mpqc.stats import Calibration
 
-__all__ = ["Emitted", "emit", "serialize"]
+__all__ = ["Emitted", "emit", "refused_low_bit", "serialize"]
 
 
 @dataclass
@@ -60,7 +60,7 @@ def emit(
         try:
             make_session(emitted.payload())
         except ModelError as exc:
-            if not any(t in str(exc) for t in ("int4", "int2")):
+            if not refused_low_bit(exc):
                 raise
             emitted = _emit(prepared, scheme, calibration, recipe, int8_kernels, containers=True)
             make_session(emitted.payload())
@@ -69,6 +69,12 @@ def emit(
                 "held in an 8-bit container with the same grid"
             )
     return emitted
+
+
+def refused_low_bit(exc: ModelError) -> bool:
+    """Whether ONNX Runtime refused a model for a 4- or 2-bit type (it fuses some sub-8-bit
+    QDQ patterns into integer kernels it then cannot load); 8-bit containers fix that."""
+    return any(t in str(exc) for t in ("int4", "int2"))
 
 
 def _emit(

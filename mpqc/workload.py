@@ -29,7 +29,7 @@ from mpqc.calibrate import calibrate
 from mpqc.cost import SchemeCost, bops, peak_activation_bytes, weight_bytes
 from mpqc.cpu import detect
 from mpqc.data import Dataset
-from mpqc.emit import Emitted, emit
+from mpqc.emit import Emitted, emit, refused_low_bit
 from mpqc.errors import BackendError, BudgetError, DataError, ModelError, OptionError
 from mpqc.frontend import ModelLike, Prepared, prepare
 from mpqc.precision import FLOAT, W8A8
@@ -333,7 +333,7 @@ class Workload:
         try:
             return self.evaluate(self.emit(scheme).payload(), split).quality
         except ModelError as exc:
-            if not any(t in str(exc) for t in ("int4", "int2")):
+            if not refused_low_bit(exc):
                 raise
         return self.evaluate(self.emit(scheme, check=True).payload(), split).quality
 

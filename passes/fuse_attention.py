@@ -200,9 +200,8 @@ def _match(softmax: ir.Node) -> _Match | None:
     heads = sizes["h"].coef
     last = t_nodes[-1] if t_nodes else second
     total_scale = scale * q_scale * k_scale
-    return _Match(
-        query, key, value, bias, heads, total_scale, output, last, _unique(region), rank, bias_fit == "expand"
-    )
+    region = list(dict.fromkeys(region))  # one entry per node, in order
+    return _Match(query, key, value, bias, heads, total_scale, output, last, region, rank, bias_fit == "expand")
 
 
 def _scalar_step(node: ir.Node) -> tuple[float, ir.Value] | None:
@@ -368,13 +367,6 @@ def _dead_helpers(region: list[ir.Node]) -> set[ir.Node]:
                 candidates.discard(node)
                 changed = True
     return candidates
-
-
-def _unique(nodes: list[ir.Node]) -> list[ir.Node]:
-    seen: dict[int, ir.Node] = {}
-    for node in nodes:
-        seen.setdefault(id(node), node)
-    return list(seen.values())
 
 
 # -- layouts -----------------------------------------------------------------------------------
@@ -563,6 +555,7 @@ def _rewrite(graph: ir.Graph, match: _Match) -> None:
     attention.outputs[0].shape = out.shape
     attention.outputs[0].type = out.type
     out.replace_all_uses_with(attention.outputs[0], replace_graph_outputs=True)
+    # again now that Attention reads Q, K, V and the mask: what feeds it is no longer dead
     dead = set(match.region) | _dead_helpers(match.region)
     graph.remove([n for n in graph if n in dead], safe=True)
 
