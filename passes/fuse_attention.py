@@ -16,6 +16,8 @@ from __future__ import annotations
 
 __all__ = ["FuseAttentionPass", "ATTENTION_OPSET"]
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +69,8 @@ ShapeEntry = Size | str
 
 class FuseAttentionPass(ir.passes.InPlacePass):
     """softmax(Q·Kᵀ·scale [+ bias]) · V over heads split from the last axis of 3-D Q, K, V
-    projections (with an optional guard that zeroes NaN rows)  ==>  Attention(Q, K, V, bias).
+    projections, or over per-head [b, h, s, d] tensors (with an optional guard that zeroes
+    NaN rows)  ==>  Attention(Q, K, V, bias).
 
     Exact on every input where each query attends to at least one key. A query whose keys
     are all masked out (a padding-only sequence) gets zeros from ONNX Runtime's kernel, as
@@ -387,11 +390,12 @@ def _dims(value: ir.Value | None) -> list[Size] | None:
     return sizes
 
 
+def _product(sizes: Iterable[Size]) -> Size:
+    return math.prod(sizes, start=ONE)
+
+
 def _axis_size(axis: tuple[Atom, ...]) -> Size:
-    size = ONE
-    for _, part in axis:
-        size = size * part
-    return size
+    return _product(part for _, part in axis)
 
 
 def _forward(layout: Layout, nodes: list[ir.Node]) -> Layout | None:
@@ -423,9 +427,7 @@ def _forward(layout: Layout, nodes: list[ir.Node]) -> Layout | None:
 
 def _reshape(layout: Layout, target: list[ShapeEntry]) -> Layout | None:
     """Row-major reshape of the atoms; an atom of known size splits where a target needs it."""
-    total = ONE
-    for axis in layout:
-        total = total * _axis_size(axis)
+    total = _product(_axis_size(axis) for axis in layout)
     sizes: list[Size | None] = []
     for i, entry in enumerate(target):
         if entry == "copy":
@@ -440,11 +442,7 @@ def _reshape(layout: Layout, target: list[ShapeEntry]) -> Layout | None:
     if sizes.count(None) > 1:
         return None
     if None in sizes:
-        known = ONE
-        for s in sizes:
-            if s is not None:
-                known = known * s
-        rest = total.over(known)
+        rest = total.over(_product(s for s in sizes if s is not None))
         if rest is None:
             return None
         sizes[sizes.index(None)] = rest

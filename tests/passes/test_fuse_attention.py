@@ -204,19 +204,12 @@ def test_tensorrt_workloads_keep_attention_unfused(tmp_path):
     assert "Attention" in ops["ort"] and "Attention" not in ops["tensorrt"]
 
 
-def test_openvino_runs_the_fused_attention():
+def test_openvino_runs_the_fused_attention(tmp_path):
     ov = pytest.importorskip("openvino")
     fused = FuseAttentionPass()(_attention()).model
     feed = _feed()
-    compiled = ov.Core().compile_model(ov.Core().read_model(_onnx_file(fused)), "CPU")
+    path = tmp_path / "fused.onnx"
+    path.write_bytes(ir.serde.serialize_model(fused).SerializeToString())
+    compiled = ov.Core().compile_model(ov.Core().read_model(str(path)), "CPU")
     got = compiled(feed)[0]
     np.testing.assert_allclose(got, _run(fused, feed), rtol=1e-4, atol=1e-4)
-
-
-def _onnx_file(model: ir.Model) -> str:
-    import tempfile
-
-    handle = tempfile.NamedTemporaryFile(suffix=".onnx", delete=False)
-    handle.write(ir.serde.serialize_model(model).SerializeToString())
-    handle.close()
-    return handle.name
