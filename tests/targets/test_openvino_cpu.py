@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from mpqc.targets import OpenVinoCpuTarget, get_target
 from mpqc.targets.openvino_cpu import openvino_version
+from mpqc.targets.ort_cpu import variant_scheme
 
 import mpqc
 from mpqc.errors import TargetError
@@ -63,10 +64,26 @@ def test_a_small_model_fits_its_layer_costs_to_timed_mixed_schemes(linear):
     costs = target.cost_model(inputs)
     assert costs.mixed >= 8 and any(f"and {costs.mixed} mixed schemes" in line for line in inputs.lines)
     assert [label for label, _ in costs.timed()][-costs.mixed :] == [f"mixed-{i}" for i in range(costs.mixed)]
-    for i, scheme in enumerate(costs.mixed_schemes()):  # the fit's residual on what it saw
-        assert costs.latency(scheme) == pytest.approx(costs.mixed_walls[f"mixed-{i}"], rel=0.25)
+    assert all(costs.latency(scheme) > 0 for scheme in costs.mixed_schemes())
     again = target.cost_model(Inputs(prepared, feed))
     assert again.cached and again.mixed == costs.mixed and again.variant_layers == costs.variant_layers
+
+
+def test_the_fit_reproduces_wall_times_an_additive_machine_would_show(linear):
+    """Measured times of a tiny model jitter beyond any fixed tolerance on a shared machine
+    (prediction error is measured in benchmarks/cross_runtime.py); here they come from a
+    known cost per layer and precision plus a per-run cost, and the refit must find every
+    timed model's time again."""
+    prepared, feed = linear
+    costs = OpenVinoCpuTarget(warmup=2, repeats=5).cost_model(Inputs(prepared, feed))
+    schemes = {label: variant_scheme(prepared.analysis, label, costs.target) for label in costs.walls}
+    schemes.update({f"mixed-{i}": s for i, s in enumerate(costs.mixed_schemes())})
+    keys = sorted({f"{n}|{p.label}" for s in schemes.values() for n, p in s.layers.items()})
+    true = {key: 2e-6 * (1 + i % 3) for i, key in enumerate(keys)}
+    walls = {label: 3e-6 + sum(true[f"{n}|{p.label}"] for n, p in s.layers.items()) for label, s in schemes.items()}
+    costs.set_walls(walls)
+    for label, scheme in schemes.items():
+        assert costs.latency(scheme) == pytest.approx(walls[label], rel=0.05), label
 
 
 def test_openvino_runs_the_emitted_model_like_onnx_runtime(linear):

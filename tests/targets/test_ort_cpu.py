@@ -165,10 +165,25 @@ def test_a_small_model_times_mixed_schemes_and_fits_its_node_costs_to_them(setup
     assert again.cached and again.lowered == costs.lowered and again.intercept == costs.intercept
     schemes = costs.mixed_schemes()
     assert len(set(schemes)) > 1 and schemes == mixed_schemes(prepared.analysis, target, len(schemes))
-    # every timed model's prediction is near its own time (the fit's residual)
-    timed = {**costs.walls, **costs.mixed_walls}
-    for i, scheme in enumerate(schemes):
-        assert costs.latency(scheme) == pytest.approx(timed[f"mixed-{i}"], rel=0.25)
+    assert all(costs.latency(s) > 0 for s in schemes)
+
+
+def test_the_fit_reproduces_wall_times_an_additive_machine_would_show(setup):
+    """Wall times of a 20-microsecond model jitter by more than any fixed tolerance on a
+    shared machine (prediction error is measured in benchmarks/cross_runtime.py); here the
+    times are made up by a known per-node cost and a per-run cost, and the refit must find
+    each timed model's time again, mixed schemes included."""
+    prepared, target = setup
+    costs = target.cost_model(Inputs(prepared))
+    keys = sorted({key for nodes in costs.lowered.values() for key in nodes})
+    true = {key: 1e-6 * (1 + i % 4) for i, key in enumerate(keys)}
+    walls = {label: 3e-6 + sum(true[key] for key in nodes) for label, nodes in costs.lowered.items()}
+    costs.set_walls(walls)
+    for i, scheme in enumerate(costs.mixed_schemes()):
+        assert costs.latency(scheme) == pytest.approx(walls[f"mixed-{i}"], rel=0.05)
+    for label in costs.walls:
+        predicted = costs.intercept + sum(costs.nodes[key] for key in costs.lowered[label])
+        assert predicted == pytest.approx(walls[label], rel=0.05)
 
 
 def test_a_big_model_is_not_worth_timing_mixed_schemes_for():
