@@ -20,6 +20,9 @@ of the difference to rule (a) over schemes):
 - two-part share: N = kw * weight part + ka * activation part, fitted (non-negative least
   squares) on the first quarter of the schemes' first-seed QAT runs, as compile's learned
   share is; scored on the other schemes only.
+- split_share: what `necessity --validate` now reports (`SplitRecoveryModel`: the shares
+  of the two parts that QAT leaves unrecovered, held towards the one-share kappa), fitted
+  and scored the same way.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from scipy.optimize import nnls
 from scipy.stats import spearmanr
 
 from mpqc.emit import emit
+from mpqc.necessity_eval import SchemeRecord, paid_count, split_share
+from mpqc.recovery import LossSplit
 from mpqc.scheme import Scheme
 from mpqc.workload import Workload
 
@@ -99,10 +104,16 @@ def main() -> None:
     rule, weight_part, act_part = f - p, qa - p, f - qa
     seeds = qat.shape[1]
     ceiling = np.mean([_rho(qat[:, s] - p, np.delete(qat, s, axis=1).mean(axis=1) - p) for s in range(seeds)])
-    paid = max(2, len(records) // 4)
+    paid = paid_count(len(records))
     design = np.stack([weight_part, act_part], axis=1)
     k, _ = nnls(design[:paid], first[:paid])
     two_part = np.clip(design @ k, 0.0, np.maximum(rule, 0.0))
+    scored = [
+        SchemeRecord(r["scheme"], r["float"], r["ptq"], tuple(r["qat"]), {}, LossSplit.of(r["float"], r["ptq"], a))
+        for r, a in zip(records, acts)
+    ]
+    model = split_share(scored, float(saved["validation"]["tolerance"]), paid=paid)
+    split = np.array([prediction.necessity for prediction in model])
     held = slice(paid, None)
     print(f"model {Path(args.model).name}: {len(records)} schemes, {seeds} seeds, seed ceiling {ceiling:.3f}")
     print(f"PTQ re-evaluated vs record: max |diff| {np.max(np.abs(np.array(check) - p)):.4f}")
@@ -114,13 +125,14 @@ def main() -> None:
         ("activation part: float - PTQ(acts only)", act_part, slice(None)),
         ("weights alone: float - PTQ(weights only)", f - qw, slice(None)),
         ("rule (a), held out", rule, held),
-        (f"two-part share (kw {k[0]:.2f}, ka {k[1]:.2f}), held out", two_part, held),
+        (f"two-part share, NNLS on N (kw {k[0]:.2f}, ka {k[1]:.2f}), held out", two_part, held),
+        ("split_share (mpqc.recovery.SplitRecoveryModel), held out", split, held),
     ):
         d, low, high = _interval(signal[part], rule[part], truth[part])
         count = len(truth[part])
         print(f"| {name} | {count} | {_rho(signal[part], truth[part]):.3f} | {d:+.3f} [{low:+.3f}, {high:+.3f}] |")
-    mae = [np.mean(np.abs(x[held] - truth[held])) * 100 for x in (rule, two_part)]
-    print(f"held-out MAE: rule (a) {mae[0]:.2f} pts, two-part share {mae[1]:.2f} pts")
+    mae = [np.mean(np.abs(x[held] - truth[held])) * 100 for x in (rule, two_part, split)]
+    print(f"held-out MAE: rule (a) {mae[0]:.2f} pts, two-part NNLS {mae[1]:.2f} pts, split_share {mae[2]:.2f} pts")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ that minus the scheme's measured PTQ quality (cheap: one ONNX Runtime pass)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -19,10 +20,18 @@ from typing import Any
 import numpy as np
 
 from mpqc.executor import OnRetry
-from mpqc.jobs import JobResult, JobStore, QatContext, QatJob, Where, run_jobs
-from mpqc.necessity_eval import SchemeRecord, compare_predictors, interval_scores, learned_share, spearman
-from mpqc.precision import W8A8, Precision
-from mpqc.recovery import Prediction, decide, sampling_noise
+from mpqc.jobs import JobResult, JobStore, QatContext, QatJob, Where, run_jobs, run_ptq_jobs
+from mpqc.necessity_eval import (
+    SchemeRecord,
+    compare_predictors,
+    interval_scores,
+    learned_share,
+    paid_count,
+    spearman,
+    split_share,
+)
+from mpqc.precision import FLOAT, W8A8, Precision
+from mpqc.recovery import LossSplit, Prediction, decide, sampling_noise
 from mpqc.scheme import Scheme
 
 __all__ = [
@@ -32,6 +41,7 @@ __all__ = [
     "probe_layers",
     "probe_variants",
     "random_schemes",
+    "activations_only",
     "VALIDATION_CHOICES",
     "measure_schemes",
     "validate_oracle",
@@ -300,6 +310,21 @@ def random_schemes(names: list[str], count: int, seed: int, choices: list[str] |
     return schemes
 
 
+def activations_only(scheme: Scheme) -> Scheme:
+    """`scheme` with float weights and its activations as they were: the PTQ point that
+    splits a scheme's PTQ loss (`LossSplit`). A weight-only layer (nbits) becomes float; a
+    dynamic one stays as it is (its two halves are one kernel)."""
+
+    def keep(p: Precision) -> Precision:
+        if p.form == "nbits":
+            return FLOAT
+        if p.form == "dynamic" or p.w_bits is None:
+            return p
+        return dataclasses.replace(p, w_bits=None)
+
+    return Scheme({name: keep(p) for name, p in scheme.layers.items()})
+
+
 @dataclass
 class Validation:
     schemes: list[Scheme]
@@ -354,7 +379,10 @@ def validate_oracle(
     With `short_epochs`, also the short-QAT predictor: N measured after that many epochs
     (its own seed), the cheap end of a learning curve. The probe-free predictor is fitted on
     the first quarter of the schemes' first-seed runs (`learned_share`), `noise` being one
-    standard error of a measured quality."""
+    standard error of a measured quality; so is the one with a share per part of the PTQ
+    loss (`split_share`), which costs one more PTQ evaluation per scheme (its activations
+    alone). Fitted predictors are also scored on the schemes they did not learn from
+    (`comparison["held_out"]`)."""
     start = time.perf_counter()
     schemes = random_schemes(names, count, seed)
     runs = [
@@ -369,6 +397,11 @@ def validate_oracle(
         if short_epochs
         else None
     )
+    float_quality = oracle.probes.float_quality
+    halves = run_ptq_jobs(
+        context, [activations_only(s) for s in schemes], len(context.validation), workers, progress, store
+    )
+    splits = [LossSplit.of(float_quality, m.ptq, half) for m, half in zip(measured, halves)]
     predicted = [oracle.predict(s, m.ptq) for s, m in zip(schemes, measured)]
     baseline_a = [oracle.baseline_full_recovery(m.ptq) for m in measured]
     baseline_b = [oracle.baseline_sum(s) for s in schemes]
@@ -384,11 +417,12 @@ def validate_oracle(
         if short is not None:
             guesses["short_qat"] = short[i].necessity
         qat = tuple(run[i].qat for run in runs)
-        records.append(SchemeRecord(scheme.labels(), oracle.probes.float_quality, m.ptq, qat, guesses))
+        records.append(SchemeRecord(scheme.labels(), float_quality, m.ptq, qat, guesses, splits[i]))
     learned = learned_share(records, oracle.tolerance, noise)
+    split = split_share(records, oracle.tolerance, noise)
     records = [
-        SchemeRecord(r.scheme, r.float_quality, r.ptq, r.qat, {**r.predicted, "learned_share": p.necessity})
-        for r, p in zip(records, learned)
+        dataclasses.replace(r, predicted={**r.predicted, "learned_share": p.necessity, "split_share": q.necessity})
+        for r, p, q in zip(records, learned, split)
     ]
     truth = [r.necessity for r in records]
     needs = [r.needs_qat(oracle.tolerance) for r in records]
@@ -411,6 +445,10 @@ def validate_oracle(
     }
     comparison = compare_predictors(records, oracle.tolerance, seed=seed)
     comparison["learned_share_intervals"] = interval_scores(records, learned, oracle.tolerance)
+    comparison["split_share_intervals"] = interval_scores(records, split, oracle.tolerance)
+    # the fitted predictors saw the first schemes' first seed: score them where they did not
+    paid = paid_count(len(records))
+    comparison["held_out"] = {"paid": paid, **compare_predictors(records[paid:], oracle.tolerance, seed=seed)}
     return Validation(
         schemes,
         measured,

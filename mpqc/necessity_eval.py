@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mpqc.recovery import Prediction, RecoveryModel
+from mpqc.recovery import LossSplit, Prediction, RecoveryModel, SplitRecoveryModel
 
 __all__ = [
     "SchemeRecord",
@@ -26,6 +26,8 @@ __all__ = [
     "REFERENCE",
     "spearman",
     "learned_share",
+    "split_share",
+    "paid_count",
     "interval_scores",
 ]
 
@@ -43,6 +45,8 @@ class SchemeRecord:
     qat: tuple[float, ...]
     #: predictor name -> predicted N
     predicted: dict[str, float]
+    #: the PTQ loss split into weights and activations, where measured
+    split: LossSplit | None = None
 
     @property
     def necessity(self) -> float:
@@ -72,6 +76,11 @@ class SchemeRecord:
             "qat": list(self.qat),
             "predicted_n": self.predicted.get("predictor"),
             **{name: value for name, value in self.predicted.items() if name != "predictor"},
+            **(
+                {"ptq_loss_weights": self.split.weights, "ptq_loss_activations": self.split.activations}
+                if self.split is not None
+                else {}
+            ),
         }
 
 
@@ -108,7 +117,8 @@ def seed_ceiling(records: Sequence[SchemeRecord]) -> float:
         one = [r.qat[k] - r.ptq for r in records]
         rest = [float(np.mean([q for j, q in enumerate(r.qat) if j != k])) - r.ptq for r in records]
         values.append(spearman(one, rest))
-    return float(np.nanmean(values))
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def _interval(values: list[float]) -> list[float]:
@@ -163,6 +173,29 @@ def compare_predictors(
     }
 
 
+def paid_count(schemes: int) -> int:
+    """How many held-out schemes' first-seed runs the fitted predictors learn from: a
+    quarter, at least 2 (what a search's first rounds pay for)."""
+    return max(2, schemes // 4)
+
+
+def split_share(
+    records: Sequence[SchemeRecord], tolerance: float, noise: float = 0.0, paid: int | None = None
+) -> list[Prediction]:
+    """`learned_share` with a share for each part of the PTQ loss (`SplitRecoveryModel`):
+    fitted on the first `paid` schemes' first-seed runs, predicting every scheme. Needs
+    every record's `split`."""
+    paid = paid_count(len(records)) if paid is None else paid
+    if not records:
+        return []
+    splits = [r.split for r in records]
+    if any(split is None for split in splits):
+        raise ValueError("split_share needs the PTQ loss split of every scheme")
+    model = SplitRecoveryModel(records[0].float_quality, tolerance, noise)
+    model.refit([(r.ptq, r.qat[0], s) for r, s in zip(records[:paid], splits) if s is not None])
+    return [model.predict(r.ptq, s) for r, s in zip(records, splits) if s is not None]
+
+
 def learned_share(
     records: Sequence[SchemeRecord], tolerance: float, noise: float = 0.0, paid: int | None = None
 ) -> list[Prediction]:
@@ -172,7 +205,7 @@ def learned_share(
     rule (a)'s ranking exactly; fitting it per scheme (leave-one-out) would rank by the
     noise of the fits instead, which no compile does. The paid schemes' first seed is one
     third of their truth (with 3 seeds): say so when quoting their error."""
-    paid = max(2, len(records) // 4) if paid is None else paid
+    paid = paid_count(len(records)) if paid is None else paid
     if not records:
         return []
     model = RecoveryModel(records[0].float_quality, tolerance, noise)

@@ -90,7 +90,7 @@ def necessity_workload(
 
         workload.target = get_target("bitserial")
     if validate:
-        runs = validate * (seeds + (1 if short_epochs else 0))
+        runs = validate * (seeds + 1 + (1 if short_epochs else 0))  # + each one's activations-only PTQ
         with say.count(
             runs, f"validation: {validate} held-out schemes x {seeds} seed(s), QAT {epochs} epoch(s)"
         ) as step:
@@ -209,14 +209,19 @@ def comparison_lines(comparison: dict) -> list[str]:
             f"  {name:<17}  {score['spearman']:8.3f}  {100 * score['mae']:7.2f}  "
             f"{100 * score['decision_accuracy']:8.0f}%  {against}"
         )
-    intervals = comparison.get("learned_share_intervals")
-    if intervals:
-        lines.append(
-            "  learned_share (fitted on the first quarter) 95% intervals: truth inside "
-            f"{100 * intervals['coverage']:.0f}%; "
-            f"{intervals['uncertain']} uncertain decision(s) ({intervals['uncertain_where_seeds_split']} where the "
-            f"seeds split); sure decisions right {100 * intervals['sure_accuracy']:.0f}%"
-        )
+    for name in ("learned_share", "split_share"):
+        intervals = comparison.get(f"{name}_intervals")
+        if intervals:
+            lines.append(
+                f"  {name} (fitted on the first quarter) 95% intervals: truth inside "
+                f"{100 * intervals['coverage']:.0f}%; "
+                f"{intervals['uncertain']} uncertain decision(s) ({intervals['uncertain_where_seeds_split']} where "
+                f"the seeds split); sure decisions right {100 * intervals['sure_accuracy']:.0f}%"
+            )
+    held_out = comparison.get("held_out")
+    if held_out:
+        lines.append(f"  held out: the {held_out['schemes']} schemes after the {held_out['paid']} fitted on")
+        lines += comparison_lines(held_out)[1:]
     return lines
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from mpqc.errors import OptionError
-from mpqc.necessity import LayerProbes, Measured, Oracle, equal_cost_pairs, random_schemes
+from mpqc.necessity import LayerProbes, Measured, Oracle, activations_only, equal_cost_pairs, random_schemes
 from mpqc.necessity_run import necessity_workload
 from mpqc.precision import Precision
 from mpqc.scheme import Scheme
@@ -37,6 +37,12 @@ def test_oracle_models_the_reachable_quality_not_a_sum_of_gains():
 def test_probes_round_trip_through_json():
     probes = _probes()
     assert LayerProbes.from_json(json.loads(json.dumps(probes.to_json()))).table == probes.table
+
+
+def test_activations_only_keeps_each_layers_activations_and_floats_its_weights():
+    labels = {"a": "w4a4", "b": "w2a8", "c": "float", "d": "w4nb", "e": "w8a8d"}
+    scheme = Scheme({k: Precision.parse(v) for k, v in labels.items()})
+    assert activations_only(scheme).labels() == {"a": "wfa4", "b": "wfa8", "c": "float", "d": "float", "e": "w8a8d"}
 
 
 def test_random_schemes_are_deterministic_and_never_all_w8a8():
@@ -77,12 +83,17 @@ def test_necessity_end_to_end_small(prepared_default, tmp_path):
     assert "spearman_oracle" in data["validation"]["stats"] and data["measure"] == "top1"
     records = data["validation"]["records"]  # anyone can recompute every statistic from these
     assert len(records) == 3 and all(len(r["qat"]) == 2 for r in records)
-    for key in ("float", "ptq", "qat", "predicted_n", "rule_a", "kappa_only", "per_layer_sum", "short_qat"):
+    keys = ("float", "ptq", "qat", "predicted_n", "rule_a", "kappa_only", "per_layer_sum", "short_qat", "split_share")
+    for key in (*keys, "ptq_loss_weights", "ptq_loss_activations"):
         assert all(key in r for r in records), key
+    for r in records:  # the two parts of the PTQ loss add up to it
+        assert r["ptq_loss_weights"] + r["ptq_loss_activations"] == pytest.approx(r["float"] - r["ptq"])
     comparison = data["validation"]["comparison"]
     assert comparison["seeds"] == 2 and comparison["against"] == "rule_a"
     assert "rule_a" not in comparison["differences"] and "ci95" in comparison["differences"]["predictor"]["mae"]
-    assert "vs rule_a" in (report / "necessity.txt").read_text()
+    assert comparison["held_out"]["paid"] == 2 and comparison["held_out"]["schemes"] == 1
+    text = (report / "necessity.txt").read_text()
+    assert "vs rule_a" in text and "held out" in text and "split_share" in text
     # the held-out schemes' 4-bit layers got their auto-chosen ranges too, not a min-max fallback
     assert {2, 4, 8} <= set(work.choices) and {2, 4} <= set(work.weight_choices)
 

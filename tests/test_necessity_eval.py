@@ -88,3 +88,18 @@ def test_the_learned_share_is_fitted_on_the_paid_runs_and_ranks_like_the_rule():
     scores = interval_scores(records, predictions, 0.01)
     assert scores["coverage"] == pytest.approx(4 / 5)  # the fully recovered one lies outside
     assert scores["uncertain"] == 0 and scores["sure_accuracy"] == 1.0
+
+
+def test_the_split_share_needs_every_split_and_predicts_from_the_parts():
+    from mpqc.necessity_eval import split_share
+    from mpqc.recovery import LossSplit
+
+    def record(w: float, a: float) -> SchemeRecord:  # QAT keeps the activation loss only
+        return SchemeRecord({"a": "w4a4"}, 1.0, 1.0 - w - a, (1.0 - a,) * 3, {}, LossSplit(w, a))
+
+    records = [record(0.3, 0.05), record(0.05, 0.3), record(0.2, 0.2), record(0.25, 0.05), record(0.05, 0.25)]
+    predictions = split_share(records, 0.01, paid=3)
+    assert predictions[3].necessity > 0.15 > 0.1 > predictions[4].necessity
+    assert "ptq_loss_weights" in records[0].to_json()
+    with pytest.raises(ValueError, match="split"):
+        split_share([SchemeRecord({"a": "w4a4"}, 1.0, 0.9, (0.95,), {})], 0.01)

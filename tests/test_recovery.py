@@ -51,3 +51,30 @@ def test_decide_and_noise():
     assert sampling_noise(0.9, 100, False) == 0.0
     p = Prediction(0.02, 0.9, 0.01, True, 0.9, "uncertain")
     assert p.to_json()["interval"] == pytest.approx([0.02 - 0.0196, 0.02 + 0.0196])
+
+
+def test_with_no_runs_the_split_model_is_rule_a_and_with_one_share_for_both_it_is_the_one_share_model():
+    from mpqc.recovery import LossSplit, SplitRecoveryModel
+
+    split = LossSplit.of(1.0, 0.7, activations_only=0.9)
+    assert (split.weights, split.activations) == pytest.approx((0.2, 0.1))
+    model = SplitRecoveryModel(1.0, tolerance=0.01)
+    assert model.predict(0.7, split).necessity == pytest.approx(0.3)
+    model.refit([(0.8, 0.9, LossSplit(0.1, 0.1)), (0.6, 0.8, LossSplit(0.2, 0.2))])  # each kept half
+    assert model.shares == pytest.approx((0.5, 0.5)) and model.base.kappa == pytest.approx(0.5)
+
+
+def test_the_split_model_learns_that_activation_loss_stays_and_ranks_by_it():
+    """QAT wins back every weight loss and none of the activation loss: two schemes with the
+    same PTQ loss then need QAT very differently, which one share cannot tell apart."""
+    from mpqc.recovery import LossSplit, SplitRecoveryModel
+
+    paid = [(1.0 - w - a, 1.0 - a, LossSplit(w, a)) for w, a in ((0.3, 0.05), (0.05, 0.3), (0.2, 0.2), (0.1, 0.4))]
+    model = SplitRecoveryModel(1.0, tolerance=0.01)
+    model.refit(paid)
+    kw, ka = model.shares
+    assert kw < 0.3 and ka > 0.8  # held towards the one-share kappa by the prior
+    weights_heavy = model.predict(0.7, LossSplit(0.25, 0.05))
+    activations_heavy = model.predict(0.7, LossSplit(0.05, 0.25))
+    assert weights_heavy.necessity > 0.15 > 0.1 > activations_heavy.necessity
+    assert weights_heavy.qat_quality <= 1.0 and model.to_json()["runs"] == 4 and "activations" in model.describe()
