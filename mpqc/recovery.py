@@ -11,6 +11,7 @@ noise. A decision whose interval straddles the tolerance is "uncertain", not a g
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy.optimize import lsq_linear
 
+from mpqc.precision import FLOAT, Precision
 from mpqc.scheme import Scheme
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "Predictor",
     "RecoveryModel",
     "SplitRecoveryModel",
+    "activations_only",
     "decide",
     "sampling_noise",
     "Z",
@@ -170,6 +173,21 @@ class LossSplit:
     @classmethod
     def of(cls, float_quality: float, ptq: float, activations_only: float) -> LossSplit:
         return cls(activations_only - ptq, float_quality - activations_only)
+
+
+def activations_only(scheme: Scheme) -> Scheme:
+    """`scheme` with float weights and its activations as they were: the PTQ point that
+    splits a scheme's PTQ loss (`LossSplit`). A weight-only layer (nbits) becomes float; a
+    dynamic one stays as it is (its two halves are one kernel)."""
+
+    def keep(p: Precision) -> Precision:
+        if p.form == "nbits":
+            return FLOAT
+        if p.form == "dynamic" or p.w_bits is None:
+            return p
+        return dataclasses.replace(p, w_bits=None)
+
+    return Scheme({name: keep(p) for name, p in scheme.layers.items()})
 
 
 @dataclass

@@ -37,7 +37,7 @@ from mpqc.compiler.candidates import (
     search_limits,
 )
 from mpqc.compiler.options import DEFAULT_BUDGET, DEFAULT_TARGET, POLICIES, CompileOptions
-from mpqc.compiler.policies import PolicyContext, make_policy
+from mpqc.compiler.policies import PolicyContext, PredictedPolicy, make_policy
 from mpqc.compiler.probes import layer_probes
 from mpqc.compiler.report import build_report, summary_rows
 from mpqc.compiler.run_folder import RunFolder
@@ -49,7 +49,7 @@ from mpqc.jobs import JobStore, context_from
 from mpqc.necessity import LayerProbes, Oracle, measure_schemes
 from mpqc.precision import Precision
 from mpqc.progress import Progress
-from mpqc.recovery import Predictor, RecoveryModel, sampling_noise
+from mpqc.recovery import Predictor, RecoveryModel, SplitRecoveryModel, sampling_noise
 from mpqc.scheme import Scheme
 from mpqc.training.config import QatConfig
 from mpqc.workload import Workload
@@ -166,7 +166,11 @@ def _search(
     probes: LayerProbes | None = None
     oracle: Oracle | None = None
     noise = sampling_noise(float_quality, len(workload.splits.validation), workload.quality.per_sample_binary)
-    predictor: Predictor = RecoveryModel(float_quality, options.qat_tolerance, noise)
+    predictor: Predictor | SplitRecoveryModel = (
+        SplitRecoveryModel(float_quality, options.qat_tolerance, noise)
+        if policy.needs_split
+        else RecoveryModel(float_quality, options.qat_tolerance, noise)
+    )
     objectives = {"ptq-loss": [[sensitivity.loss[o.layer][p.label] for p in o.precisions] for o in per_layer]}
     if policy.needs_probes:
         from mpqc.compiler.probes import probe_variants_for
@@ -194,7 +198,7 @@ def _search(
     span = 1.0 if options.max_drop is not None else 0.5  # quality-constrained: down to the cheapest
     found = propose(per_layer, search_limits(budget, offsets), objectives, options.levels, searched, names, span)
     with say.count(len(found), "candidates (exact cost, PTQ)") as advance:
-        candidates = cost_and_ptq(workload, found, sensitivity.predicted_ptq, run, advance)
+        candidates = cost_and_ptq(workload, found, sensitivity.predicted_ptq, run, advance, policy.needs_split)
     fitting = [c for c in candidates if c.fits]
     say(f"search: {len(candidates)} candidates, {len(fitting)} fit the budget")
     if not fitting:
@@ -278,7 +282,7 @@ def _search(
     from mpqc.report_html import render
 
     report["executor"] = {**where.to_json(), "retried": retries}
-    report["predictor"] = predictor.to_json() if policy.name in ("predicted", "probed") else None
+    report["predictor"] = predictor.to_json() if isinstance(policy, PredictedPolicy) else None
     report["qat_seconds"] = sum(qat_seconds)
     report["probe_seconds"] = (
         None

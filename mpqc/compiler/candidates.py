@@ -16,7 +16,7 @@ from mpqc.cost import SchemeCost, layer_bops, layer_weight_bytes
 from mpqc.errors import BudgetError, SchemeError
 from mpqc.metrics import METRICS
 from mpqc.precision import Precision
-from mpqc.recovery import Prediction
+from mpqc.recovery import Prediction, activations_only
 from mpqc.scheme import Scheme
 from mpqc.search import LayerOptions, cheapest, pareto_candidates
 from mpqc.targets import precisions_text
@@ -39,6 +39,9 @@ class Candidate:
     decision: str = ""
     qat: float | None = None
     measured_latency_s: float | None = None
+    #: PTQ quality with float weights (`mpqc.necessity.activations_only`), where a policy
+    #: splits the PTQ loss
+    activations_ptq: float | None = None
 
     @property
     def key(self) -> str:
@@ -64,6 +67,7 @@ class Candidate:
             "fits": self.fits,
             "predicted_ptq": self.predicted_ptq,
             "ptq": self.ptq,
+            "activations_ptq": self.activations_ptq,
             "predicted": None if self.prediction is None else self.prediction.to_json(),
             "decision": self.decision,
             "qat": self.qat,
@@ -171,9 +175,11 @@ def cost_and_ptq(
     predicted_ptq: Callable[[Scheme], float],
     run: RunFolder,
     progress: Callable[[int], None] | None = None,
+    split: bool = False,
 ) -> list[Candidate]:
-    """Exact cost of every candidate; PTQ quality (validation) of those that fit, stored per
-    candidate in the run folder."""
+    """Exact cost of every candidate; PTQ quality (validation) of those that fit, and with
+    `split` also with float weights (one more PTQ run each), stored per candidate in the run
+    folder."""
     budget = workload.resolved_budget
     candidates = []
     for scheme, origin in found:
@@ -184,17 +190,21 @@ def cost_and_ptq(
             continue
         name = f"candidates/{candidate.key}.json"
         saved = run.read(name, _parse_ptq)
-        if saved is None:
-            saved = workload.ptq_quality(candidate.scheme, "validation")
-            run.write_json(name, {"ptq": saved, "scheme": candidate.scheme.to_json()})
-        candidate.ptq = saved
+        if saved is None or (split and saved[1] is None):
+            ptq = saved[0] if saved is not None else workload.ptq_quality(candidate.scheme, "validation")
+            half = workload.ptq_quality(activations_only(candidate.scheme), "validation") if split else None
+            saved = (ptq, half)
+            run.write_json(name, {"ptq": ptq, "activations_ptq": half, "scheme": candidate.scheme.to_json()})
+        candidate.ptq, candidate.activations_ptq = saved[0], saved[1] if split else None
         if progress is not None:
             progress(1)
     return candidates
 
 
-def _parse_ptq(data: Any) -> float:
-    value = float(data["ptq"])
-    if not -1.0 <= value <= 1.0:
-        raise ValueError(f"quality {value} out of range")
-    return value
+def _parse_ptq(data: Any) -> tuple[float, float | None]:
+    ptq = float(data["ptq"])
+    half = None if data.get("activations_ptq") is None else float(data["activations_ptq"])
+    for value in (ptq, half):
+        if value is not None and not -1.0 <= value <= 1.0:
+            raise ValueError(f"quality {value} out of range")
+    return ptq, half

@@ -15,7 +15,7 @@ DEFAULT_BUDGET = "latency=0.5x"
 MAX_DROP_BUDGET = "latency=1xfloat"
 DEFAULT_TARGET = "bitserial"
 #: how compile decides where QAT runs (see `mpqc.compiler.policies`)
-POLICIES = ("predicted", "always", "never", "ptq-rule", "probed")
+POLICIES = ("predicted", "always", "never", "ptq-rule", "probed", "predicted-split")
 
 
 def _count(name: str, value: object, low: int) -> None:

@@ -7,6 +7,8 @@
   the best `top_k` candidates by PTQ quality. No probes.
 - `predicted`: a probe-free necessity predictor decides, in rounds, learning from each
   round's runs (see `PredictedPolicy`).
+- `predicted-split`: the same rounds with a share per part of the PTQ loss (weights,
+  activations), one more PTQ run per candidate (`SplitRecoveryModel`).
 - `probed`: the same rounds with the layer-probe oracle (short QAT per layer first).
 
 A policy gets the fitting candidates (PTQ quality known) and a `train` callable that QATs a
@@ -19,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mpqc.compiler.candidates import Candidate
-from mpqc.recovery import Prediction, Predictor, Z
+from mpqc.recovery import LossSplit, Prediction, Predictor, SplitRecoveryModel, Z
 
 __all__ = [
     "QatPolicy",
@@ -29,6 +31,7 @@ __all__ = [
     "AlwaysPolicy",
     "PtqRulePolicy",
     "PredictedPolicy",
+    "PredictedSplitPolicy",
     "ProbedPolicy",
 ]
 
@@ -47,7 +50,7 @@ class PolicyContext:
     train: Train
     say: Callable[[str], None]
     #: the necessity predictor (predicted and probed policies)
-    predictor: Predictor | None = None
+    predictor: Predictor | SplitRecoveryModel | None = None
     #: the quality QAT is not expected to pass: the float model's plus one standard error of
     #: a 0/1 measure (labelled QAT may end a little above the float model; by distillation,
     #: cosine, it cannot); a best within the tolerance of it ends the rounds
@@ -60,6 +63,8 @@ class QatPolicy(abc.ABC):
     name: str = ""
     #: whether the policy needs the layer probes before the search
     needs_probes: bool = False
+    #: whether the policy needs each candidate's PTQ quality with float weights
+    needs_split: bool = False
 
     @abc.abstractmethod
     def run(self, candidates: list[Candidate], ctx: PolicyContext) -> int:
@@ -137,11 +142,11 @@ class PredictedPolicy(QatPolicy):
         runs = 0
         while True:
             if done:
-                predictor.refit([(c.ptq or 0.0, c.qat or 0.0) for c in done])
+                _refit(predictor, done, ctx)
             best = max(c.quality for c in candidates)
             pending = [c for c in candidates if c.qat is None]
             for c in pending:
-                c.prediction = predictor.predict(c.scheme, c.ptq or 0.0)
+                c.prediction = _predict(predictor, c, ctx)
             if left <= 0:
                 break
             eligible = [c for c in pending if _worth_a_run(c.prediction, best, ctx)]
@@ -180,12 +185,41 @@ class PredictedPolicy(QatPolicy):
         return runs
 
 
+class PredictedSplitPolicy(PredictedPolicy):
+    """The predicted policy with `SplitRecoveryModel`: what QAT leaves of a candidate's PTQ
+    loss is learned per part (its weights', its activations'), so candidates with the same
+    PTQ loss are told apart; each candidate costs one more PTQ run (float weights)."""
+
+    name = "predicted-split"
+    needs_split = True
+
+
 class ProbedPolicy(PredictedPolicy):
     """The predicted policy with the layer-probe oracle (short QAT per layer and precision
     before the search). Kept to measure what the probes buy; they cost most of a compile."""
 
     name = "probed"
     needs_probes = True
+
+
+def _split(c: Candidate, ctx: PolicyContext) -> LossSplit:
+    if c.activations_ptq is None:
+        raise ValueError(f"candidate {c.key} has no activations-only PTQ quality (the policy needs_split)")
+    return LossSplit.of(ctx.float_quality, c.ptq or 0.0, c.activations_ptq)
+
+
+def _refit(predictor: Predictor | SplitRecoveryModel, done: Sequence[Candidate], ctx: PolicyContext) -> None:
+    observed = [(c.ptq or 0.0, c.qat or 0.0) for c in done]
+    if isinstance(predictor, SplitRecoveryModel):
+        predictor.refit([(ptq, qat, _split(c, ctx)) for (ptq, qat), c in zip(observed, done)])
+    else:
+        predictor.refit(observed)
+
+
+def _predict(predictor: Predictor | SplitRecoveryModel, c: Candidate, ctx: PolicyContext) -> Prediction:
+    if isinstance(predictor, SplitRecoveryModel):
+        return predictor.predict(c.ptq or 0.0, _split(c, ctx))
+    return predictor.predict(c.scheme, c.ptq or 0.0)
 
 
 def _point(c: Candidate) -> float:
@@ -207,7 +241,7 @@ def _interval(p: Prediction) -> str:
 
 
 _POLICIES: dict[str, type[QatPolicy]] = {
-    p.name: p for p in (NeverPolicy, AlwaysPolicy, PtqRulePolicy, PredictedPolicy, ProbedPolicy)
+    p.name: p for p in (NeverPolicy, AlwaysPolicy, PtqRulePolicy, PredictedPolicy, PredictedSplitPolicy, ProbedPolicy)
 }
 
 

@@ -79,6 +79,22 @@ def test_the_default_policy_runs_no_probes_and_shows_its_intervals(tmp_path, def
     assert "95% interval" in page
 
 
+def test_predicted_split_measures_each_fitting_candidate_at_float_weights(tmp_path, default_model):
+    from dataclasses import replace
+
+    result = compile_model(
+        default_model, BUDGET, "bitserial", None, tmp_path / "s", replace(FAST, qat_policy="predicted-split")
+    )
+    report = result.report
+    assert report["predictor"]["runs"] == result.qat_runs > 0 and set(report["predictor"]["shares"]) == {
+        "weights",
+        "activations",
+    }
+    fitting = [c for c in report["candidates"] if c["fits"]]
+    assert fitting and all(c["activations_ptq"] is not None and c["predicted"] is not None for c in fitting)
+    assert all(c["activations_ptq"] is None for c in report["candidates"] if not c["fits"])
+
+
 def test_the_emitted_model_is_the_winner_and_runs(run, prepared_default):
     work = Workload.build(prepared_default)
     payload = (run.output / "model.onnx").read_bytes()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+
 from mpqc.compiler.candidates import Candidate
 from mpqc.compiler.policies import PolicyContext, make_policy
 from mpqc.cost import SchemeCost
 from mpqc.precision import Precision
-from mpqc.recovery import RecoveryModel
+from mpqc.recovery import RecoveryModel, SplitRecoveryModel
 from mpqc.scheme import Scheme
 
 FLOAT = 0.98
@@ -86,3 +88,36 @@ def test_predicted_trains_nothing_when_ptq_is_already_within_the_tolerance_of_th
     assert make_policy("predicted").run(candidates, _context({}, trained)) == 0
     assert trained == [] and all(c.decision.startswith("ptq") for c in candidates)
     assert "cannot change the winner" in candidates[1].decision
+
+
+def test_predicted_split_spends_no_run_where_the_loss_is_in_the_activations():
+    """Four candidates; each one's PTQ quality at float weights is known. The first round
+    shows QAT winning back weight loss and keeping activation loss. The one-share model,
+    seeing only PTQ, cannot rule out the last candidate and trains all four; the split
+    model sees its loss lies in its activations and stops after three, same winner."""
+    ptq, halves = [0.90, 0.89, 0.80, 0.75], [0.905, 0.95, 0.97, 0.76]
+    qat = dict(zip(ptq, (0.905, 0.945, 0.965, 0.76)))
+    results = {}
+    for name in ("predicted", "predicted-split"):
+        candidates = _candidates(ptq)
+        for c, half in zip(candidates, halves):
+            c.activations_ptq = half
+        trained: list[float] = []
+        ctx = _context(qat, trained)
+        if make_policy(name).needs_split:
+            ctx.predictor = SplitRecoveryModel(FLOAT, tolerance=0.01)
+        runs = make_policy(name).run(candidates, ctx)
+        results[name] = (runs, trained, max(c.quality for c in candidates))
+        if name == "predicted-split":
+            assert "cannot change the winner" in candidates[3].decision
+    assert results["predicted"] == (4, ptq, 0.965)
+    assert results["predicted-split"] == (3, ptq[:3], 0.965)
+    assert not make_policy("predicted").needs_split
+
+
+def test_predicted_split_refuses_a_candidate_without_its_split():
+    candidates = _candidates([0.96, 0.95])
+    ctx = _context({0.96: 0.97, 0.95: 0.96}, [])
+    ctx.predictor = SplitRecoveryModel(FLOAT, tolerance=0.01)
+    with pytest.raises(ValueError, match="activations-only"):
+        make_policy("predicted-split").run(candidates, ctx)
