@@ -41,7 +41,6 @@ __all__ = [
     "probe_layers",
     "probe_variants",
     "random_schemes",
-    "activations_only",
     "VALIDATION_CHOICES",
     "measure_schemes",
     "validate_oracle",
