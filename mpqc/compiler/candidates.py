@@ -39,7 +39,7 @@ class Candidate:
     decision: str = ""
     qat: float | None = None
     measured_latency_s: float | None = None
-    #: PTQ quality with float weights (`mpqc.necessity.activations_only`), where a policy
+    #: PTQ quality with float weights (`mpqc.recovery.activations_only`), where a policy
     #: splits the PTQ loss
     activations_ptq: float | None = None
 
