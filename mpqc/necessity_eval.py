@@ -188,12 +188,12 @@ def split_share(
     paid = paid_count(len(records)) if paid is None else paid
     if not records:
         return []
-    splits = [r.split for r in records]
-    if any(split is None for split in splits):
+    splits = [r.split for r in records if r.split is not None]
+    if len(splits) != len(records):
         raise ValueError("split_share needs the PTQ loss split of every scheme")
     model = SplitRecoveryModel(records[0].float_quality, tolerance, noise)
-    model.refit([(r.ptq, r.qat[0], s) for r, s in zip(records[:paid], splits) if s is not None])
-    return [model.predict(r.ptq, s) for r, s in zip(records, splits) if s is not None]
+    model.refit([(r.ptq, r.qat[0], s) for r, s in zip(records[:paid], splits)])
+    return [model.predict(r.ptq, s) for r, s in zip(records, splits)]
 
 
 def learned_share(

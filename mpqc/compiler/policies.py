@@ -209,11 +209,10 @@ def _split(c: Candidate, ctx: PolicyContext) -> LossSplit:
 
 
 def _refit(predictor: Predictor | SplitRecoveryModel, done: Sequence[Candidate], ctx: PolicyContext) -> None:
-    observed = [(c.ptq or 0.0, c.qat or 0.0) for c in done]
     if isinstance(predictor, SplitRecoveryModel):
-        predictor.refit([(ptq, qat, _split(c, ctx)) for (ptq, qat), c in zip(observed, done)])
+        predictor.refit([(c.ptq or 0.0, c.qat or 0.0, _split(c, ctx)) for c in done])
     else:
-        predictor.refit(observed)
+        predictor.refit([(c.ptq or 0.0, c.qat or 0.0) for c in done])
 
 
 def _predict(predictor: Predictor | SplitRecoveryModel, c: Candidate, ctx: PolicyContext) -> Prediction:
