@@ -3,7 +3,9 @@ and the check that every emitted model loads before anyone writes or times it.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import onnx
 import onnx_ir as ir
@@ -17,7 +19,9 @@ from mpqc.runtime import make_session
 from mpqc.scheme import Scheme
 from mpqc.stats import Calibration
 
-__all__ = ["Emitted", "emit", "refused_low_bit", "serialize"]
+__all__ = ["Emitted", "emit", "refused_low_bit", "run_loadable", "serialize"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -75,6 +79,18 @@ def refused_low_bit(exc: ModelError) -> bool:
     """Whether ONNX Runtime refused a model for a 4- or 2-bit type (it fuses some sub-8-bit
     QDQ patterns into integer kernels it then cannot load); 8-bit containers fix that."""
     return any(t in str(exc) for t in ("int4", "int2"))
+
+
+def run_loadable(build: Callable[[bool], bytes], use: Callable[[bytes], T]) -> T:
+    """`use` the model `build(check=False)` makes; should ONNX Runtime refuse it for a
+    sub-8-bit type, `use` `build(check=True)` instead (see `emit`'s check). The common case
+    pays for no extra session."""
+    try:
+        return use(build(False))
+    except ModelError as exc:
+        if not refused_low_bit(exc):
+            raise
+    return use(build(True))
 
 
 def _emit(

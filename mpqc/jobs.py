@@ -22,7 +22,6 @@ import onnx_ir as ir
 
 from mpqc.cache import Cache, content_key
 from mpqc.data import Dataset
-from mpqc.errors import ModelError
 from mpqc.executor import ExecutorSpec, OnRetry, Retry
 from mpqc.frontend import Prepared, prepare
 from mpqc.modelio import atomic_write_bytes
@@ -177,19 +176,17 @@ def _quality(context: QatContext, payload: bytes, samples: int | None = None) ->
 
 
 def _run_ptq(job: PtqJob) -> float:
-    from mpqc.emit import emit, refused_low_bit
+    from mpqc.emit import emit, run_loadable
 
     context: QatContext = _STATE["context"]
     prepared: Prepared = _STATE["prepared"]
     scheme = Scheme.from_json(job.scheme, prepared.analysis.layer_names)
-    payload = emit(prepared, scheme, context.calibration, context.recipe, context.int8_kernels).payload()
-    try:
-        return _quality(context, payload, job.samples)
-    except ModelError as exc:  # e.g. float weights with 4-bit activations (see `emit`'s check)
-        if not refused_low_bit(exc):
-            raise
-    payload = emit(prepared, scheme, context.calibration, context.recipe, context.int8_kernels, check=True).payload()
-    return _quality(context, payload, job.samples)
+    return run_loadable(  # e.g. float weights with 4-bit activations need the 8-bit containers
+        lambda check: emit(
+            prepared, scheme, context.calibration, context.recipe, context.int8_kernels, check
+        ).payload(),
+        lambda payload: _quality(context, payload, job.samples),
+    )
 
 
 def _run_job(job: QatJob) -> JobResult:

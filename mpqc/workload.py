@@ -29,8 +29,8 @@ from mpqc.calibrate import calibrate
 from mpqc.cost import SchemeCost, bops, peak_activation_bytes, weight_bytes
 from mpqc.cpu import detect
 from mpqc.data import Dataset
-from mpqc.emit import Emitted, emit, refused_low_bit
-from mpqc.errors import BackendError, BudgetError, DataError, ModelError, OptionError
+from mpqc.emit import Emitted, emit, run_loadable
+from mpqc.errors import BackendError, BudgetError, DataError, OptionError
 from mpqc.frontend import ModelLike, Prepared, prepare
 from mpqc.precision import FLOAT, W8A8
 from mpqc.quality import MEASURES, Evaluation, QualityMeasure, check_labels, choose_measure, evaluate_outputs
@@ -330,12 +330,10 @@ class Workload:
         """PTQ quality of `scheme`. Should ONNX Runtime refuse the model for a sub-8-bit type
         (it fuses a float-weight layer's 4- or 2-bit input, `wfa4`, into a QLinearConv it
         cannot load), it is emitted as `emit(check=True)` does, in 8-bit containers."""
-        try:
-            return self.evaluate(self.emit(scheme).payload(), split).quality
-        except ModelError as exc:
-            if not refused_low_bit(exc):
-                raise
-        return self.evaluate(self.emit(scheme, check=True).payload(), split).quality
+        return run_loadable(
+            lambda check: self.emit(scheme, check=check).payload(),
+            lambda payload: self.evaluate(payload, split).quality,
+        )
 
     def scheme_cost(self, scheme: Scheme) -> SchemeCost:
         analysis, model = self.prepared.analysis, self.prepared.model
