@@ -365,7 +365,8 @@ def validate_oracle(
     the first quarter of the schemes' first-seed runs (`learned_share`), `noise` being one
     standard error of a measured quality; so is the one with a share per part of the PTQ
     loss (`split_share`), which costs one more PTQ evaluation per scheme (its activations
-    alone). Fitted predictors are also scored on the schemes they did not learn from
+    alone); that evaluation also gives `weight_part`, N = PTQ at float weights - PTQ, with
+    nothing fitted. Fitted predictors are also scored on the schemes they did not learn from
     (`comparison["held_out"]`)."""
     start = time.perf_counter()
     schemes = random_schemes(names, count, seed)
@@ -397,6 +398,9 @@ def validate_oracle(
             "kappa_only": oracle.kappa_only(m.ptq),
             "per_layer_sum": baseline_b[i],
             "rule_minus_probes": oracle.rule_minus_probes(scheme, m.ptq),
+            # fixed, nothing fitted: QAT wins back the weights' part of the loss and none of
+            # the activations' (the lead of two kit models, tested on fresh schemes)
+            "weight_part": max(0.0, splits[i].weights),
         }
         if short is not None:
             guesses["short_qat"] = short[i].necessity

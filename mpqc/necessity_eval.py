@@ -23,7 +23,9 @@ __all__ = [
     "SchemeRecord",
     "compare_predictors",
     "seed_ceiling",
+    "qat_seed_ceiling",
     "REFERENCE",
+    "QAT_REFERENCE",
     "spearman",
     "learned_share",
     "split_share",
@@ -33,6 +35,9 @@ __all__ = [
 
 #: the predictor every other one is compared with: the free rule N = float - PTQ
 REFERENCE = "rule_a"
+#: what every predictor's ranking of the QAT quality itself (PTQ + predicted N) is compared
+#: with: the PTQ order, which is how ptq-rule (and any one-share model) picks candidates
+QAT_REFERENCE = "ptq_order"
 
 
 @dataclass(frozen=True)
@@ -86,11 +91,18 @@ class SchemeRecord:
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman's rank correlation (nan when either side is constant)."""
-    from scipy.stats import spearmanr
-
     if len(set(a)) < 2 or len(set(b)) < 2:
         return float("nan")
-    return float(spearmanr(a, b).statistic)
+    # Pearson's r of the average ranks, as scipy's spearmanr, without its overhead, which
+    # the bootstraps pay tens of thousands of times
+    return float(np.corrcoef(_average_ranks(a), _average_ranks(b))[0, 1])
+
+
+def _average_ranks(values: Sequence[float]) -> np.ndarray:
+    """Ranks from 1, ties sharing their mean rank (scipy's rankdata, method "average")."""
+    _, inverse, counts = np.unique(np.asarray(values, dtype=float), return_inverse=True, return_counts=True)
+    first = np.cumsum(counts) - counts
+    return (first + (counts + 1) / 2.0)[inverse]
 
 
 def _scores(records: Sequence[SchemeRecord], name: str, tolerance: float) -> dict[str, float]:
@@ -105,20 +117,36 @@ def _scores(records: Sequence[SchemeRecord], name: str, tolerance: float) -> dic
     }
 
 
-def seed_ceiling(records: Sequence[SchemeRecord]) -> float:
+def _qat_ranks(records: Sequence[SchemeRecord], name: str) -> float:
+    """Spearman of the QAT quality a predictor implies (PTQ + its N) with the seed-averaged
+    QAT quality: what decides which candidate a compile keeps. `QAT_REFERENCE` is PTQ alone."""
+    # rounded: PTQ + (float - PTQ) is the float quality up to the last bits, not a ranking
+    implied = [round(r.ptq if name == QAT_REFERENCE else r.ptq + r.predicted[name], 9) for r in records]
+    return spearman(implied, [float(np.mean(r.qat)) for r in records])
+
+
+def seed_ceiling(records: Sequence[SchemeRecord], of_qat: bool = False) -> float:
     """How well one seed's N ranks like the mean of the other seeds' (averaged over which
     seed is left out): the Spearman a perfect predictor of one QAT run could expect, so the
-    ceiling above which no predictor can be shown to rank better. nan with one seed."""
+    ceiling above which no predictor can be shown to rank better. nan with one seed. With
+    `of_qat`, the same for the QAT quality itself (`qat_seed_ceiling`)."""
     seeds = min((len(r.qat) for r in records), default=0)
     if seeds < 2:
         return float("nan")
     values = []
     for k in range(seeds):
-        one = [r.qat[k] - r.ptq for r in records]
-        rest = [float(np.mean([q for j, q in enumerate(r.qat) if j != k])) - r.ptq for r in records]
+        minus = [0.0 if of_qat else r.ptq for r in records]
+        one = [r.qat[k] - m for r, m in zip(records, minus)]
+        rest = [float(np.mean([q for j, q in enumerate(r.qat) if j != k])) - m for r, m in zip(records, minus)]
         values.append(spearman(one, rest))
     finite = [v for v in values if math.isfinite(v)]
     return float(np.mean(finite)) if finite else float("nan")
+
+
+def qat_seed_ceiling(records: Sequence[SchemeRecord]) -> float:
+    """`seed_ceiling` of the QAT quality rather than of N: lower, since N's spread over
+    schemes includes the PTQ loss, which every seed shares."""
+    return seed_ceiling(records, of_qat=True)
 
 
 def _interval(values: list[float]) -> list[float]:
@@ -133,12 +161,30 @@ def compare_predictors(
 ) -> dict[str, Any]:
     """Scores of every predictor, and for each against `REFERENCE` the differences (Spearman:
     it minus the rule; absolute error: the rule's minus its, so positive is better for both;
-    decision accuracy: it minus the rule) with bootstrap 95% intervals over schemes."""
+    decision accuracy: it minus the rule) with bootstrap 95% intervals over schemes.
+    `qat_ranking` scores how each ranks the QAT quality itself against the PTQ order
+    (`QAT_REFERENCE`): rule (a) implies the float quality for every scheme, so it has none."""
     names = sorted({name for r in records for name in r.predicted})
     scores = {name: _scores(records, name, tolerance) for name in names}
     rng = random.Random(seed)
     samples = [[rng.randrange(len(records)) for _ in records] for _ in range(resamples)]
     differences: dict[str, Any] = {}
+    qat_ranking = {name: _qat_ranks(records, name) for name in [QAT_REFERENCE, *names]}
+    qat_differences: dict[str, Any] = {}
+    reference_draws = [_qat_ranks([records[i] for i in sample], QAT_REFERENCE) for sample in samples]
+    for name in names:
+        if not math.isfinite(qat_ranking[name]):
+            continue
+        draws_qat = [
+            _qat_ranks([records[i] for i in sample], name) - reference
+            for sample, reference in zip(samples, reference_draws)
+        ]
+        interval = _interval(draws_qat)
+        qat_differences[name] = {
+            "value": qat_ranking[name] - qat_ranking[QAT_REFERENCE],
+            "ci95": interval,
+            "better": interval[0] > 0,
+        }
     for name in names:
         if name == REFERENCE or REFERENCE not in names:
             continue
@@ -170,6 +216,13 @@ def compare_predictors(
         "seed_noise": float(np.mean(spreads)) if spreads else 0.0,
         "split_decisions": sum(not r.unanimous(tolerance) for r in records),
         "resamples": resamples,
+        "qat_ranking": {
+            "ceiling": qat_seed_ceiling(records),
+            "against": QAT_REFERENCE,
+            # None where the implied QAT quality is the same for every scheme (rule (a))
+            "spearman": {name: value if math.isfinite(value) else None for name, value in qat_ranking.items()},
+            "differences": qat_differences,
+        },
     }
 
 

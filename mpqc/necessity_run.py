@@ -218,10 +218,31 @@ def comparison_lines(comparison: dict) -> list[str]:
                 f"{intervals['uncertain']} uncertain decision(s) ({intervals['uncertain_where_seeds_split']} where "
                 f"the seeds split); sure decisions right {100 * intervals['sure_accuracy']:.0f}%"
             )
+    lines += qat_ranking_lines(comparison.get("qat_ranking"))
     held_out = comparison.get("held_out")
     if held_out:
         lines.append(f"  held out: the {held_out['schemes']} schemes after the {held_out['paid']} fitted on")
         lines += comparison_lines(held_out)[1:]
+    return lines
+
+
+def qat_ranking_lines(ranking: dict | None) -> list[str]:
+    """How each predictor ranks the QAT quality itself (what a compile's pick needs),
+    against the PTQ order that ptq-rule uses."""
+    if not ranking:
+        return []
+    spearmans, differences = ranking["spearman"], ranking["differences"]
+    reference = spearmans[ranking["against"]]
+    lines = [
+        f"  ranking the QAT quality (PTQ + predicted N): PTQ order "
+        f"{'-' if reference is None else f'{reference:.3f}'}; "
+        f"one seed vs the others' mean {ranking['ceiling']:.3f}"
+    ]
+    for name, diff in differences.items():
+        lines.append(
+            f"    {name:<17}  {spearmans[name]:8.3f}  vs PTQ order {diff['value']:+.3f} "
+            f"[{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]"
+        )
     return lines
 
 

@@ -90,12 +90,14 @@ def test_necessity_end_to_end_small(prepared_default, tmp_path):
     for r in records:  # the activation part is the scheme at float weights, evaluated here again
         half = work.ptq_quality(activations_only(Scheme.from_json({"layers": r["scheme"]}, names)), "validation")
         assert r["ptq_loss_activations"] == pytest.approx(r["float"] - half)
+        assert r["weight_part"] == pytest.approx(max(0.0, r["ptq_loss_weights"]))  # nothing fitted
     comparison = data["validation"]["comparison"]
     assert comparison["seeds"] == 2 and comparison["against"] == "rule_a"
     assert "rule_a" not in comparison["differences"] and "ci95" in comparison["differences"]["predictor"]["mae"]
     assert comparison["held_out"]["paid"] == 2 and comparison["held_out"]["schemes"] == 1
     text = (report / "necessity.txt").read_text()
     assert "vs rule_a" in text and "held out" in text and "split_share" in text
+    assert comparison["qat_ranking"]["against"] == "ptq_order" and "ranking the QAT quality" in text
     # the held-out schemes' 4-bit layers got their auto-chosen ranges too, not a min-max fallback
     assert {2, 4, 8} <= set(work.choices) and {2, 4} <= set(work.weight_choices)
 

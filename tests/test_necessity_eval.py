@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 
 from mpqc.necessity_eval import (
+    QAT_REFERENCE,
     REFERENCE,
     SchemeRecord,
     compare_predictors,
     interval_scores,
     learned_share,
+    qat_seed_ceiling,
     seed_ceiling,
+    spearman,
 )
 
 
@@ -64,6 +67,41 @@ def test_the_same_records_and_seed_give_the_same_intervals():
     a = compare_predictors(_records(), tolerance=0.01, resamples=200, seed=5)
     b = compare_predictors(_records(), tolerance=0.01, resamples=200, seed=5)
     assert a == b
+
+
+def test_the_qat_quality_ranking_is_scored_against_the_ptq_order_and_rule_a_has_none():
+    """In `_records` every third scheme keeps half its loss after QAT, so the PTQ order
+    misranks what QAT reaches; the predictor that knows N ranks it (PTQ + N) far better, up
+    to the seed noise, and rule (a), which implies the float quality for every scheme,
+    ranks nothing."""
+    ranking = compare_predictors(_records(), tolerance=0.01, resamples=300)["qat_ranking"]
+    assert ranking["against"] == QAT_REFERENCE
+    assert ranking["spearman"]["predictor"] > 0.75 > 0.25 > ranking["spearman"][QAT_REFERENCE]
+    assert ranking["differences"]["predictor"]["better"]
+    assert REFERENCE not in ranking["differences"] and ranking["spearman"][REFERENCE] is None
+    assert 0.0 < ranking["ceiling"] <= 1.0
+
+
+def test_spearman_matches_scipy_with_ties():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        a, b = np.round(rng.normal(size=12), 1).tolist(), np.round(rng.normal(size=12), 1).tolist()
+        assert spearman(a, b) == pytest.approx(float(spearmanr(a, b).statistic), abs=1e-12)
+    assert math.isnan(spearman([1.0, 1.0], [1.0, 2.0]))
+
+
+def test_the_qat_seed_ceiling_ranks_the_qat_quality_not_n():
+    """Equal QAT quality on every scheme up to seed noise: N is ranked by the PTQ loss that
+    every seed shares (ceiling near 1), the QAT quality by noise alone (ceiling near 0)."""
+    rng = np.random.default_rng(1)
+    records = [
+        SchemeRecord({}, 1.0, 0.9 - 0.01 * i, tuple(float(0.95 + rng.normal(0, 0.001)) for _ in range(3)), {})
+        for i in range(30)
+    ]
+    assert seed_ceiling(records) > 0.99
+    assert abs(qat_seed_ceiling(records)) < 0.5
 
 
 def test_the_seed_ceiling_is_high_when_seeds_agree_and_undefined_with_one():
