@@ -133,9 +133,9 @@ def seed_ceiling(records: Sequence[SchemeRecord], of_qat: bool = False) -> float
     seeds = min((len(r.qat) for r in records), default=0)
     if seeds < 2:
         return float("nan")
+    minus = [0.0 if of_qat else r.ptq for r in records]
     values = []
     for k in range(seeds):
-        minus = [0.0 if of_qat else r.ptq for r in records]
         one = [r.qat[k] - m for r, m in zip(records, minus)]
         rest = [float(np.mean([q for j, q in enumerate(r.qat) if j != k])) - m for r, m in zip(records, minus)]
         values.append(spearman(one, rest))
