@@ -168,17 +168,15 @@ def compare_predictors(
     scores = {name: _scores(records, name, tolerance) for name in names}
     rng = random.Random(seed)
     samples = [[rng.randrange(len(records)) for _ in records] for _ in range(resamples)]
+    picks = [[records[i] for i in sample] for sample in samples]
     differences: dict[str, Any] = {}
     qat_ranking = {name: _qat_ranks(records, name) for name in [QAT_REFERENCE, *names]}
     qat_differences: dict[str, Any] = {}
-    reference_draws = [_qat_ranks([records[i] for i in sample], QAT_REFERENCE) for sample in samples]
+    reference_draws = [_qat_ranks(picked, QAT_REFERENCE) for picked in picks]
     for name in names:
         if not math.isfinite(qat_ranking[name]):
             continue
-        draws_qat = [
-            _qat_ranks([records[i] for i in sample], name) - reference
-            for sample, reference in zip(samples, reference_draws)
-        ]
+        draws_qat = [_qat_ranks(picked, name) - reference for picked, reference in zip(picks, reference_draws)]
         interval = _interval(draws_qat)
         qat_differences[name] = {
             "value": qat_ranking[name] - qat_ranking[QAT_REFERENCE],
@@ -189,8 +187,7 @@ def compare_predictors(
         if name == REFERENCE or REFERENCE not in names:
             continue
         draws: dict[str, list[float]] = {"spearman": [], "mae": [], "decision_accuracy": []}
-        for sample in samples:
-            picked = [records[i] for i in sample]
+        for picked in picks:
             ours, theirs = _scores(picked, name, tolerance), _scores(picked, REFERENCE, tolerance)
             draws["spearman"].append(ours["spearman"] - theirs["spearman"])
             draws["mae"].append(theirs["mae"] - ours["mae"])
