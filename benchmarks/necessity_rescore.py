@@ -18,6 +18,7 @@ from mpqc.necessity_eval import (
     learned_share,
     paid_count,
     split_share,
+    weight_part,
 )
 from mpqc.necessity_run import comparison_lines
 from mpqc.recovery import LossSplit
@@ -33,7 +34,7 @@ for r in v["records"]:
     pred["predictor"] = r["predicted_n"]
     split = LossSplit(r["ptq_loss_weights"], r["ptq_loss_activations"]) if "ptq_loss_weights" in r else None
     if split is not None:
-        pred["weight_part"] = max(0.0, split.weights)
+        pred["weight_part"] = weight_part(split)
     recs.append(SchemeRecord(r["scheme"], r["float"], r["ptq"], tuple(r["qat"]), pred, split))
 noise = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
 seed = int(sys.argv[3]) if len(sys.argv) > 3 else 1

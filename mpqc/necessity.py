@@ -29,6 +29,7 @@ from mpqc.necessity_eval import (
     paid_count,
     spearman,
     split_share,
+    weight_part,
 )
 from mpqc.precision import W8A8, Precision
 from mpqc.recovery import LossSplit, Prediction, activations_only, decide, sampling_noise
@@ -398,9 +399,7 @@ def validate_oracle(
             "kappa_only": oracle.kappa_only(m.ptq),
             "per_layer_sum": baseline_b[i],
             "rule_minus_probes": oracle.rule_minus_probes(scheme, m.ptq),
-            # fixed, nothing fitted: QAT wins back the weights' part of the loss and none of
-            # the activations' (the lead of two kit models, tested on fresh schemes)
-            "weight_part": max(0.0, splits[i].weights),
+            "weight_part": weight_part(splits[i]),
         }
         if short is not None:
             guesses["short_qat"] = short[i].necessity

@@ -30,6 +30,7 @@ __all__ = [
     "learned_share",
     "split_share",
     "paid_count",
+    "weight_part",
     "interval_scores",
 ]
 
@@ -227,6 +228,13 @@ def paid_count(schemes: int) -> int:
     """How many held-out schemes' first-seed runs the fitted predictors learn from: a
     quarter, at least 2 (what a search's first rounds pay for)."""
     return max(2, schemes // 4)
+
+
+def weight_part(split: LossSplit) -> float:
+    """The fixed weight-part rule, nothing fitted: QAT wins back what the weights cost and
+    none of what the activations cost, so N = PTQ at float weights - PTQ (refuted as a
+    ranking on fresh kit schemes, RESULTS.md; kept as a baseline)."""
+    return max(0.0, split.weights)
 
 
 def split_share(
