@@ -245,6 +245,7 @@ for _flag, _value, _match in [
     ("--max-qat-runs", "-1", "--max-qat-runs"),
     ("--epochs", "0", "--epochs"),
     ("--probe-epochs", "0", "--probe-epochs"),
+    ("--short-epochs", "0", "--short-epochs"),
     ("--top-k", "-1", "--top-k"),
     ("--seed", "-1", "--seed"),
     ("--calib-samples", "0", "--calib-samples"),

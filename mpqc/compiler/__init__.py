@@ -209,23 +209,20 @@ def _search(
     models: dict[str, bytes] = {}
     qat_seconds: list[float] = []  # per run, in the worker that ran it
 
-    def train(batch: Sequence[Candidate]) -> None:
-        with say.count(len(batch), f"QAT ({options.qat_epochs} epochs each)") as advance:
+    def train(batch: Sequence[Candidate], epochs: int | None = None) -> None:
+        count = options.qat_epochs if epochs is None else epochs
+        with say.count(len(batch), f"QAT ({count} epochs each)") as advance:
             results = measure_schemes(
-                context,
-                [c.scheme for c in batch],
-                options.qat_epochs,
-                where,
-                True,
-                store,
-                advance,
-                on_retry=retried("QAT"),
+                context, [c.scheme for c in batch], count, where, True, store, advance, on_retry=retried("QAT")
             )
         for candidate, result in zip(batch, results):
             qat_seconds.append(result.seconds)
-            candidate.qat = result.qat
-            if result.model is not None:
-                models[candidate.key] = result.model
+            if count < options.qat_epochs:
+                candidate.short_qat = result.qat
+            if candidate.qat is None or result.qat > candidate.qat:  # the best trained model is kept
+                candidate.qat = result.qat
+                if result.model is not None:
+                    models[candidate.key] = result.model
 
     ctx = PolicyContext(
         float_quality,
@@ -237,6 +234,8 @@ def _search(
         say,
         predictor,
         float_quality + noise,  # see PolicyContext.ceiling
+        options.qat_epochs,
+        options.short_epochs,
     )
     qat_runs = policy.run(fitting, ctx)
 
@@ -329,6 +328,7 @@ def _inputs(workload: Workload, space: Sequence[Precision], options: CompileOpti
         "qat_policy": options.qat_policy,
         "qat_tolerance": options.qat_tolerance,
         "qat_epochs": options.qat_epochs,
+        "short_epochs": options.short_epochs,
         "probe_epochs": options.probe_epochs,
         "max_qat_runs": options.max_qat_runs,
         "levels": options.levels,

@@ -42,6 +42,8 @@ class Candidate:
     #: PTQ quality with float weights (`mpqc.recovery.activations_only`), where a policy
     #: splits the PTQ loss
     activations_ptq: float | None = None
+    #: validation quality after a short QAT run (the short-qat policy's first rung)
+    short_qat: float | None = None
 
     @property
     def key(self) -> str:
@@ -71,6 +73,7 @@ class Candidate:
             "predicted": None if self.prediction is None else self.prediction.to_json(),
             "decision": self.decision,
             "qat": self.qat,
+            "short_qat": self.short_qat,
             "measured_latency_ms": None if self.measured_latency_s is None else self.measured_latency_s * 1e3,
         }
 

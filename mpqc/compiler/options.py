@@ -15,7 +15,7 @@ DEFAULT_BUDGET = "latency=0.5x"
 MAX_DROP_BUDGET = "latency=1xfloat"
 DEFAULT_TARGET = "bitserial"
 #: how compile decides where QAT runs (see `mpqc.compiler.policies`)
-POLICIES = ("predicted", "always", "never", "ptq-rule", "probed", "predicted-split")
+POLICIES = ("predicted", "always", "never", "ptq-rule", "probed", "predicted-split", "short-qat")
 
 
 def _count(name: str, value: object, low: int) -> None:
@@ -31,6 +31,8 @@ class CompileOptions:
     qat_tolerance: float = 0.01
     max_qat_runs: int = 4
     qat_epochs: int = 3
+    #: short-qat: the epochs of the short run every fitting candidate gets
+    short_epochs: int = 1
     probe_epochs: int = 1
     #: relative QAT learning rate (see `mpqc.training.config.QatConfig`)
     lr: float = 0.05
@@ -38,7 +40,8 @@ class CompileOptions:
     workers: int | None = None
     levels: int = 6
     qat_policy: str = "predicted"
-    #: ptq-rule: QAT the best k candidates (by PTQ quality) the rule selects
+    #: ptq-rule: QAT the best k candidates (by PTQ quality) the rule selects; short-qat: the
+    #: best k by short QAT go on to the full run
     top_k: int = 2
     #: predicted: QAT runs per round before the predictor is refitted (not the worker count:
     #: the answer must not depend on how many workers run it)
@@ -67,6 +70,7 @@ class CompileOptions:
         _count("--max-qat-runs", self.max_qat_runs, 0)
         _count("--epochs", self.qat_epochs, 1)
         _count("--probe-epochs", self.probe_epochs, 1)
+        _count("--short-epochs", self.short_epochs, 1)
         _count("--levels", self.levels, 1)
         _count("--top-k", self.top_k, 0)
         _count("round_size", self.round_size, 1)

@@ -103,7 +103,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("recovery", winner["recovery"].upper()),
         (f"validation {measure}", f"{pct(winner['validation'])} (float {pct(report['float']['validation'])})"),
         (f"test {measure}", f"{pct(winner['test'])} (float {pct(report['float']['test'])})"),
-        ("QAT runs", f"{report['qat_runs']} (policy {report['qat_policy']}, limit {report['max_qat_runs']})"),
+        ("QAT runs", f"{report['qat_runs']} (policy {report['qat_policy']}, {_limit(report)})"),
         ("candidates", f"{len(report['candidates'])} ({len(report.get('pareto', []))} on the Pareto front)"),
         ("seconds", f"{report['seconds']:.1f}"),
     ]
@@ -112,3 +112,13 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append((f"on {other['target']}", f"{other['winner_ms']:.3f} ms = {other['ratio_to_float']:.3f}x float"))
     rows += [("budget " + line.split(":")[0], line.split(": ", 1)[1]) for line in winner["achieved"]]
     return rows
+
+
+def _limit(report: dict[str, Any]) -> str:
+    """What `--max-qat-runs` bounds under the report's policy."""
+    policy, limit = report["qat_policy"], report["max_qat_runs"]
+    if policy in ("always", "never"):
+        return "no run limit"
+    if policy == "short-qat":
+        return f"every candidate short, then at most {limit} full run(s)"
+    return f"limit {limit}"

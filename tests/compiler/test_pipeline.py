@@ -95,6 +95,19 @@ def test_predicted_split_measures_each_fitting_candidate_at_float_weights(tmp_pa
     assert all(c["activations_ptq"] is None for c in report["candidates"] if not c["fits"])
 
 
+def test_short_qat_trains_every_fitting_candidate_short_and_its_best_in_full(tmp_path, default_model):
+    from dataclasses import replace
+
+    options = replace(FAST, qat_policy="short-qat", qat_epochs=2, short_epochs=1, max_qat_runs=1)
+    result = compile_model(default_model, "latency=0.5x", "bitserial", None, tmp_path / "h", options)
+    fitting = [c for c in result.candidates if c.fits]
+    assert len(fitting) >= 2 and all(c.short_qat is not None for c in fitting)
+    assert result.qat_runs == len(fitting) + 1
+    full = [c for c in fitting if "go on to 2 epochs" in c.decision]
+    assert len(full) == 1 and full[0].short_qat == max(c.short_qat or 0.0 for c in fitting)
+    assert all(c["short_qat"] is not None for c in result.report["candidates"] if c["fits"])
+
+
 def test_the_emitted_model_is_the_winner_and_runs(run, prepared_default):
     work = Workload.build(prepared_default)
     payload = (run.output / "model.onnx").read_bytes()

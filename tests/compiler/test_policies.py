@@ -27,12 +27,27 @@ def _candidates(ptq: list[float]) -> list[Candidate]:
     return out
 
 
-def _context(qat_of: dict[float, float], trained: list[float], max_runs: int = 4) -> PolicyContext:
-    def train(batch: Sequence[Candidate]) -> None:
+def _context(
+    qat_of: dict[float, float],
+    trained: list[float],
+    max_runs: int = 4,
+    short_of: dict[float, float] | None = None,
+    short_runs: list[float] | None = None,
+) -> PolicyContext:
+    """`qat_of` maps a candidate's PTQ quality to its full QAT result, `short_of` to its
+    short one (epochs below the configured 3); `trained` and `short_runs` collect who ran."""
+
+    def train(batch: Sequence[Candidate], epochs: int | None = None) -> None:
         for c in batch:
             assert c.ptq is not None
-            trained.append(c.ptq)
-            c.qat = qat_of[c.ptq]
+            if epochs is not None and epochs < 3:
+                assert short_of is not None and short_runs is not None
+                short_runs.append(c.ptq)
+                c.short_qat = result = short_of[c.ptq]
+            else:
+                trained.append(c.ptq)
+                result = qat_of[c.ptq]
+            c.qat = result if c.qat is None else max(c.qat, result)
 
     model = RecoveryModel(FLOAT, tolerance=0.01)
     return PolicyContext(FLOAT, 0.01, max_runs, 2, 2, train, lambda text: None, model, FLOAT)
@@ -121,3 +136,44 @@ def test_predicted_split_refuses_a_candidate_without_its_split():
     ctx.predictor = SplitRecoveryModel(FLOAT, tolerance=0.01)
     with pytest.raises(ValueError, match="activations-only"):
         make_policy("predicted-split").run(candidates, ctx)
+
+
+SHORT_PTQ = [0.96, 0.95, 0.90, 0.85]
+#: the best by PTQ recover least, and the short runs show it
+SHORT = {0.96: 0.961, 0.95: 0.952, 0.90: 0.968, 0.85: 0.964}
+FULL = {0.96: 0.962, 0.95: 0.955, 0.90: 0.975, 0.85: 0.97}
+
+
+def test_short_qat_gives_every_candidate_a_short_run_and_the_best_by_it_the_full_run():
+    candidates = _candidates(SHORT_PTQ)
+    trained: list[float] = []
+    short: list[float] = []
+    runs = make_policy("short-qat").run(candidates, _context(FULL, trained, short_of=SHORT, short_runs=short))
+    assert sorted(short) == sorted(SHORT_PTQ) and trained == [0.90, 0.85] and runs == 6
+    assert max(c.quality for c in candidates) == 0.975  # ptq-rule's top 2 by PTQ reach 0.962
+    by_ptq = {c.ptq: c for c in candidates}
+    assert "top 2 go on" in by_ptq[0.90].decision and "not in the top 2" in by_ptq[0.96].decision
+    assert by_ptq[0.96].qat == by_ptq[0.96].short_qat == 0.961  # a short-trained model counts
+
+
+def test_short_qat_respects_the_run_limit_in_its_full_rung():
+    trained: list[float] = []
+    ctx = _context(FULL, trained, max_runs=1, short_of=SHORT, short_runs=[])
+    assert make_policy("short-qat").run(_candidates(SHORT_PTQ), ctx) == 5 and trained == [0.90]
+
+
+def test_short_qat_stops_after_the_short_rung_when_it_reaches_the_ceiling():
+    candidates = _candidates([0.96, 0.95])
+    trained: list[float] = []
+    ctx = _context({}, trained, short_of={0.96: 0.975, 0.95: 0.97}, short_runs=[])
+    assert make_policy("short-qat").run(candidates, ctx) == 2 and trained == []
+    assert all("no full runs" in c.decision for c in candidates)
+
+
+def test_short_qat_with_short_epochs_at_the_full_count_is_one_rung():
+    """A short run as long as the full one is the full one: no second rung replays it."""
+    candidates = _candidates(SHORT_PTQ)
+    trained: list[float] = []
+    ctx = _context(FULL, trained)
+    ctx.short_epochs = 3
+    assert make_policy("short-qat").run(candidates, ctx) == 4 and sorted(trained) == sorted(SHORT_PTQ)

@@ -87,3 +87,35 @@ def test_few_samples_train_scales_not_the_weights(default_model, minimum, frozen
     same = all(torch.equal(trained.params[key], start.params[key]) for key in quantized)
     assert same is frozen
     assert not all(torch.equal(trained.quantizers[k].scale, start.quantizers[k].scale) for k in quantized)
+
+
+def test_a_longer_run_replays_a_shorter_one_with_the_same_seed(default_model):
+    """What the short-qat policy relies on: a run's first epochs do not depend on how many
+    follow, so its full run only adds to the short one (the best state can only improve)."""
+    from mpqc.scheme import Scheme
+    from mpqc.training.train import Validation, train_scheme
+    from mpqc.workload import Workload
+
+    work = Workload.build(default_model)
+    scheme = Scheme.parse("w2a8", work.prepared.analysis.layer_names)
+    recipe = work.resolve_recipe((8,), (2,))
+    train = work.splits.train.take(96)
+    teacher = [o[:96] for o in work.reference("train")]
+    validation = Validation(work.splits.validation, work.reference("validation"), work.quality)
+    runs = [
+        train_scheme(
+            work.prepared,
+            scheme,
+            work.calibration,
+            recipe,
+            train,
+            work.float_runner(),
+            QatConfig(epochs=epochs, batch_size=16, weights_min_samples=0, seed=3),
+            teacher,
+            validation=validation,
+        )
+        for epochs in (1, 2)
+    ]
+    short, full = runs
+    assert full.history[: len(short.history)] == short.history and len(full.history) > len(short.history)
+    assert full.losses[0] == short.losses[0]
