@@ -4,7 +4,11 @@ predictors (learned share; with the PTQ loss split, the split share and the weig
 scored on all schemes and on those after the paid ones, with how each ranks the QAT
 quality itself: anyone can recompute the comparison without training anything.
 
-    python benchmarks/necessity_rescore.py necessity.json [noise] [bootstrap seed]
+    python benchmarks/necessity_rescore.py necessity.json [more.json ...] [noise] [bootstrap seed]
+
+Several files (validations of the same model with other `--seed`s) are pooled: their
+records are scored as one set, the fitted predictors learning from the first quarter of
+the pooled records.
 """
 
 import dataclasses
@@ -25,19 +29,22 @@ from mpqc.recovery import LossSplit
 
 FIXED = ("rule_a", "kappa_only", "per_layer_sum", "rule_minus_probes", "short_qat")
 
-d = json.load(open(sys.argv[1]))
-v = d["validation"]
-tol = v["tolerance"]
+files = [a for a in sys.argv[1:] if a.endswith(".json")]
+numbers = [a for a in sys.argv[1:] if not a.endswith(".json") and not a.startswith("--")]
+validations = [json.load(open(f))["validation"] for f in files]
+tol = validations[0]["tolerance"]
+if any(v["tolerance"] != tol for v in validations):
+    sys.exit("the files were validated with different tolerances: pool only like with like")
 recs = []
-for r in v["records"]:
+for r in (r for v in validations for r in v["records"]):
     pred = {k: r[k] for k in FIXED if k in r}
     pred["predictor"] = r["predicted_n"]
     split = LossSplit(r["ptq_loss_weights"], r["ptq_loss_activations"]) if "ptq_loss_weights" in r else None
     if split is not None:
         pred["weight_part"] = weight_part(split)
     recs.append(SchemeRecord(r["scheme"], r["float"], r["ptq"], tuple(r["qat"]), pred, split))
-noise = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
-seed = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+noise = float(numbers[0]) if numbers else 0.0
+seed = int(numbers[1]) if len(numbers) > 1 else 1
 ls = learned_share(recs, tol, noise)
 fitted = {"learned_share": [p.necessity for p in ls]}
 if all(r.split is not None for r in recs):

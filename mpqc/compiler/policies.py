@@ -219,8 +219,9 @@ class ProbedPolicy(PredictedPolicy):
 
 class ShortQatPolicy(QatPolicy):
     """Two rungs of successive halving. Every fitting candidate gets a short QAT run
-    (`short_epochs`); the best `top_k` by its result (at most `max_runs`) get the full run,
-    unless the best result is already within the tolerance of the ceiling.
+    (`short_epochs`); the best `top_k` by its result (at most `max_runs`) get the full run.
+    Where the best PTQ, or then the best short result, is within the tolerance of the
+    ceiling, nothing more is trained (as in `PredictedPolicy`).
 
     Why: on the kit classifier a 1-epoch run ranked what 2-epoch QAT reaches at 0.88
     (Spearman, 20 fresh schemes) where the PTQ order that ptq-rule and predicted use ranked
@@ -234,6 +235,12 @@ class ShortQatPolicy(QatPolicy):
     def run(self, candidates: list[Candidate], ctx: PolicyContext) -> int:
         short = min(ctx.short_epochs, ctx.epochs)
         ranked = sorted(candidates, key=lambda c: (-(c.ptq or 0.0), c.key))
+        if ranked and (ranked[0].ptq or 0.0) >= ctx.ceiling - ctx.tolerance:
+            for c in ranked:
+                c.decision = (
+                    f"ptq: the best PTQ {100 * (ranked[0].ptq or 0.0):.2f} is within the tolerance of the ceiling"
+                )
+            return 0
         ctx.say(f"QAT, short rung: {len(ranked)} run(s) of {short} epoch(s), every fitting candidate")
         ctx.train(ranked, short)
         runs = len(ranked)

@@ -177,3 +177,11 @@ def test_short_qat_with_short_epochs_at_the_full_count_is_one_rung():
     ctx = _context(FULL, trained)
     ctx.short_epochs = 3
     assert make_policy("short-qat").run(candidates, ctx) == 4 and sorted(trained) == sorted(SHORT_PTQ)
+
+
+def test_short_qat_trains_nothing_when_ptq_is_already_within_the_tolerance_of_the_ceiling():
+    candidates = _candidates([0.975, 0.95])
+    short: list[float] = []
+    ctx = _context({}, [], short_of={}, short_runs=short)
+    assert make_policy("short-qat").run(candidates, ctx) == 0 and short == []
+    assert all(c.decision.startswith("ptq") for c in candidates)
