@@ -223,12 +223,14 @@ class ShortQatPolicy(QatPolicy):
     Where the best PTQ, or then the best short result, is within the tolerance of the
     ceiling, nothing more is trained (as in `PredictedPolicy`).
 
-    Why: on the kit classifier a 1-epoch run ranked what 2-epoch QAT reaches at 0.88
-    (Spearman, 20 fresh schemes) where the PTQ order that ptq-rule and predicted use ranked
-    it at 0.62 (benchmarks/RESULTS.md, "Short QAT as a candidate order"), and came within
-    0.84 points of it on average. With one seed, a full run's first epochs replay the short
-    run step for step, so the full run only adds to it; a short-trained model is a real QAT
-    model and may win."""
+    Why it exists, and why it is not the default: over 40 fresh schemes of the kit
+    classifier a 1-epoch run ranked what 2-epoch QAT reaches at 0.88, against 0.67 for the
+    PTQ order that ptq-rule and predicted use (difference +0.21 [-0.001, +0.47]); in compile
+    it was slower than `predicted` in all six configurations measured and no better on
+    validation (benchmarks/RESULTS.md, "short-qat in compile"): a short run costs 40-60% of
+    a full one, each run's fixed work (emit, graph, evaluations) dominating on these models.
+    With one seed a full run's first epochs replay the short run step for step, so the full
+    run only adds to it; a short-trained model is a real QAT model and may win."""
 
     name = "short-qat"
 
@@ -241,6 +243,8 @@ class ShortQatPolicy(QatPolicy):
                     f"ptq: the best PTQ {100 * (ranked[0].ptq or 0.0):.2f} is within the tolerance of the ceiling"
                 )
             return 0
+        if len(ranked) <= min(ctx.top_k, ctx.max_runs):
+            short = ctx.epochs  # every candidate would go on: the short rung could not choose
         ctx.say(f"QAT, short rung: {len(ranked)} run(s) of {short} epoch(s), every fitting candidate")
         ctx.train(ranked, short)
         runs = len(ranked)

@@ -163,10 +163,10 @@ def test_short_qat_respects_the_run_limit_in_its_full_rung():
 
 
 def test_short_qat_stops_after_the_short_rung_when_it_reaches_the_ceiling():
-    candidates = _candidates([0.96, 0.95])
+    candidates = _candidates([0.96, 0.95, 0.94])
     trained: list[float] = []
-    ctx = _context({}, trained, short_of={0.96: 0.975, 0.95: 0.97}, short_runs=[])
-    assert make_policy("short-qat").run(candidates, ctx) == 2 and trained == []
+    ctx = _context({}, trained, short_of={0.96: 0.975, 0.95: 0.97, 0.94: 0.96}, short_runs=[])
+    assert make_policy("short-qat").run(candidates, ctx) == 3 and trained == []
     assert all("no full runs" in c.decision for c in candidates)
 
 
@@ -185,3 +185,11 @@ def test_short_qat_trains_nothing_when_ptq_is_already_within_the_tolerance_of_th
     ctx = _context({}, [], short_of={}, short_runs=short)
     assert make_policy("short-qat").run(candidates, ctx) == 0 and short == []
     assert all(c.decision.startswith("ptq") for c in candidates)
+
+
+def test_short_qat_skips_the_short_rung_when_every_candidate_would_go_on():
+    trained: list[float] = []
+    short: list[float] = []
+    ctx = _context(FULL, trained, short_of=SHORT, short_runs=short)
+    assert make_policy("short-qat").run(_candidates([0.96, 0.95]), ctx) == 2
+    assert short == [] and trained == [0.96, 0.95]
