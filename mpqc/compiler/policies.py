@@ -227,8 +227,8 @@ class ShortQatPolicy(QatPolicy):
     classifier a 1-epoch run ranked what 2-epoch QAT reaches at 0.88, against 0.67 for the
     PTQ order that ptq-rule and predicted use (difference +0.21 [-0.001, +0.47]); in compile
     it was slower than `predicted` in all six configurations measured and no better on
-    validation (benchmarks/RESULTS.md, "short-qat in compile"): a short run costs 40-60% of
-    a full one, each run's fixed work (emit, graph, evaluations) dominating on these models.
+    validation (benchmarks/RESULTS.md, "short-qat in compile"): a 1-of-3-epoch run cost
+    40-60% of a full one there (each run's fixed work: emit, graph, evaluations).
     With one seed a full run's first epochs replay the short run step for step, so the full
     run only adds to it; a short-trained model is a real QAT model and may win."""
 
