@@ -257,7 +257,7 @@ class ShortQatPolicy(QatPolicy):
             c.decision = f"qat: {short}-epoch QAT {100 * c.quality:.2f}, rank {rank}"
             if short >= ctx.epochs:
                 continue  # the short run was the full one
-            if c in chosen:
+            if rank <= limit:
                 c.decision += f", top {limit} go on to {ctx.epochs} epochs"
             elif reached:
                 c.decision += f"; no full runs: best {100 * best:.2f} is within the tolerance of the ceiling"
