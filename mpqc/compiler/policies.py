@@ -251,12 +251,13 @@ class ShortQatPolicy(QatPolicy):
         by_short = sorted(ranked, key=lambda c: (-c.quality, c.key))
         best = by_short[0].quality if by_short else 0.0
         reached = best >= ctx.ceiling - ctx.tolerance
-        limit = 0 if short >= ctx.epochs or reached else min(ctx.top_k, ctx.max_runs)
+        one_rung = short >= ctx.epochs  # the short run was the full one
+        limit = 0 if one_rung or reached else min(ctx.top_k, ctx.max_runs)
         chosen = by_short[:limit]
         for rank, c in enumerate(by_short, 1):
             c.decision = f"qat: {short}-epoch QAT {100 * c.quality:.2f}, rank {rank}"
-            if short >= ctx.epochs:
-                continue  # the short run was the full one
+            if one_rung:
+                continue
             if rank <= limit:
                 c.decision += f", top {limit} go on to {ctx.epochs} epochs"
             elif reached:
