@@ -145,6 +145,25 @@ def test_mse_weights_beat_minmax_at_low_bits():
     assert errors["mse"] < errors["minmax"]
 
 
+def test_mse_search_is_remembered_per_weight_content():
+    """The second search of the same weights is a lookup with the same result; callers may
+    change what they got back without touching what is remembered; other content searches."""
+    import mpqc.quant as quant
+
+    w = b.rng(2).standard_t(3, size=(6, 32)).astype(np.float32)
+    quant._MSE_SEARCHED.clear()
+    first = weight_qparams(w, 4, 0, True, "mse")
+    assert len(quant._MSE_SEARCHED) == 1
+    first.scale[:] = 0  # a caller scribbling on its copy
+    again = weight_qparams(w.copy(), 4, 0, True, "mse")
+    assert len(quant._MSE_SEARCHED) == 1 and np.all(again.scale > 0)
+    fresh = quant._weight_qparams(w, 4, 0, True, "mse", False, 64)
+    assert np.array_equal(again.scale, fresh.scale) and np.array_equal(again.zero_point, fresh.zero_point)
+    weight_qparams(w * 2, 4, 0, True, "mse")
+    weight_qparams(w, 2, 0, True, "mse")
+    assert len(quant._MSE_SEARCHED) == 3
+
+
 def test_qdq_weights_are_stored_at_their_width():
     m, _, _ = _conv_model(3, 4, 3, 0)
     x = b.rng(1).randn(8, 3, 6, 6).astype(np.float32)
