@@ -69,6 +69,16 @@ def openvino_version() -> str | None:
     return str(openvino.__version__)
 
 
+def _float_precision() -> str:
+    """What OpenVINO runs float layers in on this CPU by default: bf16 where the CPU has it
+    natively (AVX-512 BF16, AMX), f32 otherwise. Timings of the float model, and so every
+    ratio to it, are of that precision; it is recorded, not overridden, since it is what a
+    deployment with OpenVINO's defaults gets."""
+    import openvino as ov
+
+    return str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
+
+
 class OpenVinoCpuTarget(Target):
     """OpenVINO's CPU plugin here, measured with `threads` threads (`warmup` and `repeats` runs)."""
 
@@ -97,6 +107,7 @@ class OpenVinoCpuTarget(Target):
             "cpu": cpu_model(),
             "isa": detect().describe(),
             "openvino": openvino_version(),
+            "float_precision": _float_precision(),
         }
 
     # -- running ---------------------------------------------------------------------------

@@ -150,10 +150,11 @@ def test_ctrl_c_prints_one_line_exits_130_and_can_resume(tmp_path, default_model
         stdout=subprocess.PIPE,
         text=True,
     )
+    # interrupt as soon as the first job is stored: mid-run, with something to resume (a
+    # fixed wait after it let a fast machine finish first: digits compiles in seconds)
     deadline = time.time() + 300
-    while not (out / "jobs").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    time.sleep(1.0)
+    while not any((out / "jobs").glob("*.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
