@@ -108,12 +108,19 @@ def context_from(
 
 @dataclass(frozen=True)
 class QatJob:
-    """PTQ and QAT of `scheme` (its JSON) for `epochs` epochs with `seed`."""
+    """PTQ and QAT of `scheme` (its JSON) for `epochs` epochs with `seed`. `keep_state` asks
+    for where training stopped (`mpqc.training.train.TrainingState`, as bytes) so that a
+    later job can go on from it: `resume`, the state of a shorter run of the same scheme and
+    seed. A resumed job gives the bytes the job would give from scratch, so neither is part
+    of its key. States are not stored (`JobStore`): one read back has none, and the longer
+    job then runs from scratch (the same result, the replay paid again)."""
 
     scheme: dict[str, Any]
     epochs: int
     seed: int
     keep_model: bool = False
+    keep_state: bool = False
+    resume: bytes | None = field(default=None, repr=False, compare=False)
 
     def key(self, context_key: str) -> str:
         return content_key({"context": context_key, "scheme": self.scheme, "epochs": self.epochs, "seed": self.seed})
@@ -140,6 +147,8 @@ class JobResult:
     model: bytes | None = field(default=None, repr=False, compare=False)
     #: QAT did not beat PTQ on validation, so the PTQ model is the result (qat == ptq)
     kept_ptq: bool = False
+    #: where training stopped (`QatJob.keep_state`; never stored)
+    state: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def necessity(self) -> float:
@@ -191,7 +200,7 @@ def _run_ptq(job: PtqJob) -> float:
 
 def _run_job(job: QatJob) -> JobResult:
     from mpqc.emit import emit
-    from mpqc.training.train import Validation, train_scheme
+    from mpqc.training.train import TrainingState, Validation, train_scheme
 
     context: QatContext = _STATE["context"]
     prepared: Prepared = _STATE["prepared"]
@@ -211,13 +220,16 @@ def _run_job(job: QatJob) -> JobResult:
         context.teacher,
         context.measure.output,
         Validation(context.validation, context.reference, context.measure),
+        None if job.resume is None else TrainingState.from_bytes(job.resume),
+        job.keep_state,
     )
     payload = ir.serde.serialize_model(outcome.model).SerializeToString()
     qat = _quality(context, payload)
     kept = qat < ptq  # never end below the PTQ start (ONNX Runtime decides, not torch)
     if kept:
         payload, qat = ptq_payload, ptq
-    return JobResult(ptq, qat, time.perf_counter() - start, payload if job.keep_model else None, kept)
+    state = outcome.state.to_bytes() if outcome.state is not None else None
+    return JobResult(ptq, qat, time.perf_counter() - start, payload if job.keep_model else None, kept, state)
 
 
 # -- in the parent -------------------------------------------------------------------------

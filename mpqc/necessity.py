@@ -13,7 +13,7 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,10 +63,19 @@ def measure_schemes(
     progress: Callable[[int], None] | None = None,
     seed: int | None = None,
     on_retry: OnRetry | None = None,
+    keep_states: bool = False,
+    resume: Sequence[bytes | None] | None = None,
 ) -> list[JobResult]:
     """PTQ and QAT quality (validation) of each scheme, stored as each finishes; `workers` is
-    a worker count or an `ExecutorSpec`."""
-    jobs = [QatJob(s.to_json(), epochs, context.config.seed if seed is None else seed, keep_models) for s in schemes]
+    a worker count or an `ExecutorSpec`. `keep_states` keeps where each run stopped; `resume`
+    (one per scheme, or None) goes on from such a state of a shorter run."""
+    starts = list(resume) if resume is not None else [None] * len(schemes)
+    if len(starts) != len(schemes):
+        raise ValueError(f"{len(starts)} states to resume from for {len(schemes)} schemes")
+    jobs = [
+        QatJob(s.to_json(), epochs, context.config.seed if seed is None else seed, keep_models, keep_states, start)
+        for s, start in zip(schemes, starts)
+    ]
     return run_jobs(context, jobs, workers, store, progress, on_retry)
 
 

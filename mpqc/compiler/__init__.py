@@ -208,17 +208,34 @@ def _search(
     store = JobStore(run.path / "jobs", context.key)
     models: dict[str, bytes] = {}
     qat_seconds: list[float] = []  # per run, in the worker that ran it
+    # where each shorter run stopped: the full run goes on from there instead of replaying it
+    states: dict[str, bytes] = {}
 
     def train(batch: Sequence[Candidate], epochs: int | None = None) -> None:
         count = options.qat_epochs if epochs is None else epochs
-        with say.count(len(batch), f"QAT ({count} epochs each)") as advance:
+        short = count < options.qat_epochs
+        resume = [None if short else states.pop(c.key, None) for c in batch]
+        went_on = sum(r is not None for r in resume)
+        label = f"QAT ({count} epochs each" + (f", {went_on} going on from their short run)" if went_on else ")")
+        with say.count(len(batch), label) as advance:
             results = measure_schemes(
-                context, [c.scheme for c in batch], count, where, True, store, advance, on_retry=retried("QAT")
+                context,
+                [c.scheme for c in batch],
+                count,
+                where,
+                True,
+                store,
+                advance,
+                on_retry=retried("QAT"),
+                keep_states=short,
+                resume=resume,
             )
         for candidate, result in zip(batch, results):
             qat_seconds.append(result.seconds)
-            if count < options.qat_epochs:
+            if short:
                 candidate.short_qat = result.qat
+                if result.state is not None:
+                    states[candidate.key] = result.state
             if candidate.qat is None or result.qat > candidate.qat:  # the best trained model is kept
                 candidate.qat = result.qat
                 if result.model is not None:

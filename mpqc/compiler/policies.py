@@ -45,7 +45,7 @@ __all__ = [
 class Train(Protocol):
     """QATs `batch` for `epochs` (None: the configured epochs). A candidate's `qat` becomes
     the best of its runs (so its model is the best trained one), a shorter run's result is
-    also kept as `short_qat`."""
+    also kept as `short_qat`, and its full run goes on from where the shorter one stopped."""
 
     def __call__(self, batch: Sequence[Candidate], epochs: int | None = None) -> None: ...
 
@@ -229,8 +229,9 @@ class ShortQatPolicy(QatPolicy):
     it was slower than `predicted` in all six configurations measured and no better on
     validation (benchmarks/RESULTS.md, "short-qat in compile"): a 1-of-3-epoch run cost
     40-60% of a full one there (each run's fixed work: emit, graph, evaluations).
-    With one seed a full run's first epochs replay the short run step for step, so the full
-    run only adds to it; a short-trained model is a real QAT model and may win."""
+    With one seed a full run's first epochs are the short run step for step, so the full run
+    goes on from where the short one stopped (`TrainingState`) and only adds to it; a
+    short-trained model is a real QAT model and may win."""
 
     name = "short-qat"
 

@@ -11,12 +11,13 @@ end folds BatchNorm into the layers; any left runs in inference form)."""
 from __future__ import annotations
 
 import copy
+import io
 import math
 import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import ml_dtypes  # noqa: F401  (registers int4/int2 numpy types the IR hands over)
@@ -37,7 +38,7 @@ from mpqc.training.config import QatConfig
 from mpqc.training.fakequant import FakeQuant
 from mpqc.training.graph import TrainableGraph
 
-__all__ = ["QatOutcome", "Validation", "train_scheme", "resolve_loss", "distill_loss"]
+__all__ = ["QatOutcome", "TrainingState", "Validation", "train_scheme", "resolve_loss", "distill_loss"]
 
 
 @dataclass
@@ -66,6 +67,8 @@ class QatOutcome:
     #: too few training samples to move weights: only scales (so the levels the weights round
     #: to) and float parameters trained
     weights_frozen: bool = False
+    #: where training stopped, to go on from (when asked for with `keep_state`)
+    state: TrainingState | None = None
 
     def summary(self) -> str:
         frozen = "; float weights frozen (few samples), scales trained" if self.weights_frozen else ""
@@ -76,6 +79,42 @@ class QatOutcome:
             return f"{self.steps} steps; no step beat the PTQ start on validation, so its weights were kept{frozen}"
         text = f"best validation quality {100 * best:.2f} at step {self.best_step} of {self.steps}"
         return text + (" (stopped early)" if self.stopped_early else "") + frozen
+
+
+@dataclass
+class TrainingState:
+    """Where a run stopped, taken before the best state is written back: enough to go on to
+    more epochs exactly as one longer run with the same seed would have (the batch order's
+    generator, Adam's moments, the best state seen and early stopping's count). A short run
+    continued this way gives the longer run's bytes without replaying its first epochs."""
+
+    seed: int
+    epochs: int
+    steps: int
+    seconds: float
+    module: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    generator: torch.Tensor
+    best: tuple[float, float]
+    best_state: dict[str, torch.Tensor] | None
+    best_step: int
+    since_best: int
+    stopped_early: bool
+    history: list[tuple[int, float]]
+    losses: list[float]
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        torch.save({f.name: getattr(self, f.name) for f in fields(self)}, buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrainingState:
+        """Tensors, numbers and containers only (`weights_only`): a stored state runs no code."""
+        loaded = torch.load(io.BytesIO(data), weights_only=True)
+        loaded["best"] = tuple(loaded["best"])
+        loaded["history"] = [tuple(h) for h in loaded["history"]]
+        return cls(**loaded)
 
 
 def resolve_loss(config: QatConfig, has_labels: bool) -> str:
@@ -98,10 +137,18 @@ def train_scheme(
     teacher: Outputs | None,
     classifier_output: int = 0,
     validation: Validation | None = None,
+    resume: TrainingState | None = None,
+    keep_state: bool = False,
 ) -> QatOutcome:
     """The PTQ graph of `scheme`, trained on `train`; with `validation`, the best state seen
     there (the PTQ state included) is what gets written back. `layout` tells how samples map
-    to the model's axes (the runner that produced `teacher`)."""
+    to the model's axes (the runner that produced `teacher`). `resume` goes on from a shorter
+    run of the same scheme, data and config (its `keep_state` result) to `config.epochs`."""
+    if resume is not None and (resume.seed != config.seed or resume.epochs > config.epochs):
+        raise ValueError(
+            f"cannot go on from a run of {resume.epochs} epoch(s) with seed {resume.seed} "
+            f"to {config.epochs} epoch(s) with seed {config.seed}"
+        )
     qdq = emit(prepared, scheme, calibration, recipe).model
     weights = {
         name: v.const_value.numpy()
@@ -131,15 +178,25 @@ def train_scheme(
         outcome = QatOutcome(qdq, module, weights_frozen=frozen)
         best_state: dict[str, Any] | None = None
         best = (-math.inf, -math.inf)
-        if validation is not None:
+        if validation is not None and resume is None:  # a resumed run has its start's
             best = _validate(module, layout, validation)
             outcome.history.append((0, best[0]))
             best_state = copy.deepcopy(module.state_dict())
         since_best = 0
-        start = time.perf_counter()
-        bar = _progress(config, len(train))
         steps = 0
-        for _ in range(config.epochs):
+        done = 0.0  # seconds of training before this call (a resumed run's)
+        if resume is not None:  # everything above was built as the shorter run built it
+            module.load_state_dict(resume.module)
+            optimizer.load_state_dict(resume.optimizer)
+            generator.set_state(resume.generator)
+            best, best_state, since_best = resume.best, resume.best_state, resume.since_best
+            steps, done, outcome.best_step = resume.steps, resume.seconds, resume.best_step
+            outcome.history, outcome.losses = list(resume.history), list(resume.losses)
+            outcome.stopped_early = resume.stopped_early
+        first = resume.epochs if resume is not None else 0
+        start = time.perf_counter()
+        bar = _progress(config, len(train) * (config.epochs - first))
+        for _ in range(config.epochs if outcome.stopped_early else first, config.epochs):
             module.train()
             order = torch.randperm(len(train), generator=generator)
             total, count = 0.0, 0
@@ -181,7 +238,25 @@ def train_scheme(
         if bar is not None:
             bar.close()
         outcome.steps = steps
-        outcome.seconds_per_epoch = (time.perf_counter() - start) / max(len(outcome.losses), 1)
+        seconds = done + time.perf_counter() - start
+        outcome.seconds_per_epoch = seconds / max(len(outcome.losses), 1)
+        if keep_state:
+            outcome.state = TrainingState(
+                config.seed,
+                config.epochs,
+                steps,
+                seconds,
+                copy.deepcopy(module.state_dict()),
+                copy.deepcopy(optimizer.state_dict()),
+                generator.get_state(),
+                best,
+                best_state,
+                outcome.best_step,
+                since_best,
+                outcome.stopped_early,
+                list(outcome.history),
+                list(outcome.losses),
+            )
         if best_state is not None:
             module.load_state_dict(best_state)
         module.eval()
@@ -295,7 +370,7 @@ def _progress(config: QatConfig, samples: int) -> Any:
     from tqdm import tqdm
 
     return tqdm(
-        total=samples * config.epochs,
+        total=samples,
         unit="sample",
         desc="QAT",
         file=sys.stderr,

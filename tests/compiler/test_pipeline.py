@@ -106,6 +106,8 @@ def test_short_qat_trains_every_fitting_candidate_short_and_its_best_in_full(tmp
     full = [c for c in fitting if "go on to 2 epochs" in c.decision]
     assert len(full) == 1 and full[0].short_qat == max(c.short_qat or 0.0 for c in fitting)
     assert all(c["short_qat"] is not None for c in result.report["candidates"] if c["fits"])
+    # the full run went on from the short one (tests/test_jobs.py: the same bytes as a replay)
+    assert "QAT (2 epochs each, 1 going on from their short run)" in (result.output / "compile.log").read_text()
 
 
 def test_the_emitted_model_is_the_winner_and_runs(run, prepared_default):

@@ -119,3 +119,60 @@ def test_a_longer_run_replays_a_shorter_one_with_the_same_seed(default_model):
     short, full = runs
     assert full.history[: len(short.history)] == short.history and len(full.history) > len(short.history)
     assert full.losses[0] == short.losses[0]
+
+
+def test_going_on_from_a_shorter_run_gives_the_longer_runs_bytes(default_model):
+    """The short-qat policy's full run goes on from where the short one stopped instead of
+    replaying it; that is only honest if the result is the one a run from scratch gives."""
+    import dataclasses
+
+    import onnx_ir as ir
+
+    from mpqc.scheme import Scheme
+    from mpqc.training.train import TrainingState, Validation, train_scheme
+    from mpqc.workload import Workload
+
+    work = Workload.build(default_model)
+    scheme = Scheme.parse("w2a8", work.prepared.analysis.layer_names)
+    recipe = work.resolve_recipe((8,), (2,))
+    train = work.splits.train.take(96)
+    teacher = [o[:96] for o in work.reference("train")]
+    validation = Validation(work.splits.validation, work.reference("validation"), work.quality)
+
+    def run(epochs: int, resume: TrainingState | None = None, keep: bool = False):
+        config = QatConfig(epochs=epochs, batch_size=16, weights_min_samples=0, seed=3)
+        return train_scheme(
+            work.prepared,
+            scheme,
+            work.calibration,
+            recipe,
+            train,
+            work.float_runner(),
+            config,
+            teacher,
+            validation=validation,
+            resume=resume,
+            keep_state=keep,
+        )
+
+    def payload(outcome) -> bytes:
+        return ir.serde.serialize_model(outcome.model).SerializeToString()
+
+    short = run(1, keep=True)
+    assert short.state is not None and short.state.epochs == 1 and short.state.steps == short.steps == 6
+    state = TrainingState.from_bytes(short.state.to_bytes())  # as a job hands it over
+    full, resumed = run(2), run(2, state)
+    assert payload(resumed) == payload(full) != payload(short)
+    assert (resumed.history, resumed.losses, resumed.steps, resumed.best_step) == (
+        full.history,
+        full.losses,
+        full.steps,
+        full.best_step,
+    )
+    # a short run that stopped early is where the longer run stops too: nothing more trains
+    stopped = run(2, dataclasses.replace(state, stopped_early=True))
+    assert stopped.steps == short.steps and stopped.stopped_early and payload(stopped) == payload(short)
+    with pytest.raises(ValueError, match="cannot go on"):
+        run(2, dataclasses.replace(state, seed=4))
+    with pytest.raises(ValueError, match="cannot go on"):
+        run(1, dataclasses.replace(state, epochs=2))
