@@ -89,9 +89,12 @@ def test_few_samples_train_scales_not_the_weights(default_model, minimum, frozen
     assert not all(torch.equal(trained.quantizers[k].scale, start.quantizers[k].scale) for k in quantized)
 
 
-def test_a_longer_run_replays_a_shorter_one_with_the_same_seed(default_model):
-    """What the short-qat policy relies on: a run's first epochs do not depend on how many
-    follow, so its full run only adds to the short one (the best state can only improve)."""
+@pytest.fixture(scope="module")
+def w2a8_run(default_model):
+    """`run(epochs, resume=None, keep=False)`: QAT of the digits CNN at w2a8 on 96 samples
+    (weights train), validated, seed 3; and `payload(outcome)`, its QDQ model's bytes."""
+    import onnx_ir as ir
+
     from mpqc.scheme import Scheme
     from mpqc.training.train import Validation, train_scheme
     from mpqc.workload import Workload
@@ -102,44 +105,8 @@ def test_a_longer_run_replays_a_shorter_one_with_the_same_seed(default_model):
     train = work.splits.train.take(96)
     teacher = [o[:96] for o in work.reference("train")]
     validation = Validation(work.splits.validation, work.reference("validation"), work.quality)
-    runs = [
-        train_scheme(
-            work.prepared,
-            scheme,
-            work.calibration,
-            recipe,
-            train,
-            work.float_runner(),
-            QatConfig(epochs=epochs, batch_size=16, weights_min_samples=0, seed=3),
-            teacher,
-            validation=validation,
-        )
-        for epochs in (1, 2)
-    ]
-    short, full = runs
-    assert full.history[: len(short.history)] == short.history and len(full.history) > len(short.history)
-    assert full.losses[0] == short.losses[0]
 
-
-def test_going_on_from_a_shorter_run_gives_the_longer_runs_bytes(default_model):
-    """The short-qat policy's full run goes on from where the short one stopped instead of
-    replaying it; that is only honest if the result is the one a run from scratch gives."""
-    import dataclasses
-
-    import onnx_ir as ir
-
-    from mpqc.scheme import Scheme
-    from mpqc.training.train import TrainingState, Validation, train_scheme
-    from mpqc.workload import Workload
-
-    work = Workload.build(default_model)
-    scheme = Scheme.parse("w2a8", work.prepared.analysis.layer_names)
-    recipe = work.resolve_recipe((8,), (2,))
-    train = work.splits.train.take(96)
-    teacher = [o[:96] for o in work.reference("train")]
-    validation = Validation(work.splits.validation, work.reference("validation"), work.quality)
-
-    def run(epochs: int, resume: TrainingState | None = None, keep: bool = False):
+    def run(epochs, resume=None, keep=False):
         config = QatConfig(epochs=epochs, batch_size=16, weights_min_samples=0, seed=3)
         return train_scheme(
             work.prepared,
@@ -158,6 +125,26 @@ def test_going_on_from_a_shorter_run_gives_the_longer_runs_bytes(default_model):
     def payload(outcome) -> bytes:
         return ir.serde.serialize_model(outcome.model).SerializeToString()
 
+    return run, payload
+
+
+def test_a_longer_run_replays_a_shorter_one_with_the_same_seed(w2a8_run):
+    """What the short-qat policy relies on: a run's first epochs do not depend on how many
+    follow, so its full run only adds to the short one (the best state can only improve)."""
+    run, _ = w2a8_run
+    short, full = run(1), run(2)
+    assert full.history[: len(short.history)] == short.history and len(full.history) > len(short.history)
+    assert full.losses[0] == short.losses[0]
+
+
+def test_going_on_from_a_shorter_run_gives_the_longer_runs_bytes(w2a8_run):
+    """The short-qat policy's full run goes on from where the short one stopped instead of
+    replaying it; that is only honest if the result is the one a run from scratch gives."""
+    import dataclasses
+
+    from mpqc.training.train import TrainingState
+
+    run, payload = w2a8_run
     short = run(1, keep=True)
     assert short.state is not None and short.state.epochs == 1 and short.state.steps == short.steps == 6
     state = TrainingState.from_bytes(short.state.to_bytes())  # as a job hands it over
