@@ -183,6 +183,9 @@ def test_ctrl_c_while_workers_start_is_one_clean_interrupt():
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # a shell without job control starts background jobs with Ctrl-C ignored, and
+        # children inherit that; a terminal's process gets Ctrl-C
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert parent.stdout is not None and parent.stdout.readline() == "ready\n"
     time.sleep(0.3)
