@@ -226,9 +226,9 @@ class ShortQatPolicy(QatPolicy):
     Why it exists, and why it is not the default: over 40 fresh schemes of the kit
     classifier a 1-epoch run ranked what 2-epoch QAT reaches at 0.88, against 0.67 for the
     PTQ order that ptq-rule and predicted use (difference +0.21 [-0.001, +0.47]); in compile
-    it returned always-QAT's winner in 7 of 9 configurations against `predicted`'s 6, at
-    2-7 s more a compile, the two missing on different models (benchmarks/RESULTS.md, "QAT
-    cost"): the evidence does not separate them.
+    it returned always-QAT's winner in 9 of 11 configurations against `predicted`'s 8, at
+    2-7 s more a compile and 1.5x the time where the PTQ order is already right (OCR), the
+    two missing on different models (benchmarks/RESULTS.md, "QAT cost").
     With one seed a full run's first epochs are the short run step for step, so the full run
     goes on from where the short one stopped (`TrainingState`) and only adds to it; a
     short-trained model is a real QAT model and may win."""
