@@ -69,6 +69,7 @@ def openvino_version() -> str | None:
     return str(openvino.__version__)
 
 
+@functools.cache
 def _float_precision() -> str:
     """What OpenVINO runs float layers in on this CPU by default: bf16 where the CPU has it
     natively (AVX-512 BF16, AMX), f32 otherwise. Timings of the float model, and so every
