@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: the ResNet-18 they train once and cache, and latency timing."""
+"""Shared by the benchmarks: the ResNet-18 they train once and cache, a model by name (kit or
+zoo), and latency timing."""
 
 from __future__ import annotations
 
@@ -96,3 +97,16 @@ def table(rows: list[list[str]]) -> str:
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def model_and_data(name: str) -> tuple[Path, dict[str, Path | None]]:
+    """A kit model (its calibration and test files, `make realkit`) or a zoo model (built-in
+    data), by name: `data` and `test_data` as `Workload.build` and `compile` take them."""
+    from mpqc.models import zoo_path
+
+    from mpqc.realkit import kit_models
+
+    for kit in kit_models():
+        if kit.name == name:
+            return kit.model, {"data": kit.calib, "test_data": kit.test}
+    return zoo_path(name), {"data": None, "test_data": None}

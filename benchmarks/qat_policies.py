@@ -27,12 +27,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table  # noqa: E402
-from mpqc.models import zoo_path  # noqa: E402
+from _common import model_and_data, table  # noqa: E402
 
 from mpqc.api import compile as compile_model  # noqa: E402
 from mpqc.compiler import CompileOptions  # noqa: E402
-from mpqc.realkit import kit_models  # noqa: E402
 
 POLICIES = ("never", "ptq-rule", "predicted", "predicted-split", "short-qat", "probed", "always")
 CONFIGS = {
@@ -42,14 +40,6 @@ CONFIGS = {
     # at 0.6x the best PTQ candidate is already within 0.5 points of float: nothing to decide
     "ddddocr_ocr": [("bitserial", "latency=0.45x"), ("bitserial", "latency=0.3x")],
 }
-
-
-def _model_and_data(name: str) -> tuple[Path, dict[str, Path | None]]:
-    """A zoo model (built-in data) or a kit model (its calibration and test files)."""
-    for kit in kit_models():
-        if kit.name == name:
-            return kit.model, {"data": kit.calib, "test_data": kit.test}
-    return zoo_path(name), {"data": None, "test_data": None}
 
 
 def _span(values: list[float]) -> str:
@@ -79,7 +69,7 @@ def main() -> None:
                         )
                         out = Path(tmp) / f"{name}-{budget}-{policy}-{seed}"
                         start = time.perf_counter()
-                        model, data = _model_and_data(name)
+                        model, data = model_and_data(name)
                         result = compile_model(
                             model, budget, target, data["data"], out, options, test_data=data["test_data"]
                         )

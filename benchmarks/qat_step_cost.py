@@ -27,8 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table  # noqa: E402
-from mpqc.models import zoo_path  # noqa: E402
+from _common import model_and_data, table  # noqa: E402
 
 import mpqc.quant as quant  # noqa: E402
 import mpqc.training.fakequant as fakequant  # noqa: E402
@@ -48,10 +47,8 @@ def _chain(x: torch.Tensor, scale: torch.Tensor, zp: torch.Tensor, qmin: int, qm
 
 
 def _workload(name: str) -> Workload:
-    for kit in kit_models():
-        if kit.name == name:
-            return Workload.build(str(kit.model), str(kit.calib), test_data=str(kit.test))
-    return Workload.build(str(zoo_path(name)))
+    model, data = model_and_data(name)
+    return Workload.build(model, data["data"], test_data=data["test_data"])
 
 
 def _timed(fn: Callable[[], object]) -> float:

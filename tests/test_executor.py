@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from terminal import ctrl_c_as_in_a_terminal
 
 from mpqc.errors import OptionError, WorkerError
 from mpqc.executor import ExecutorSpec, InProcessExecutor, LocalPoolExecutor, Retry
@@ -183,9 +184,7 @@ def test_ctrl_c_while_workers_start_is_one_clean_interrupt():
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        # a shell without job control starts background jobs with Ctrl-C ignored, and
-        # children inherit that; a terminal's process gets Ctrl-C
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     assert parent.stdout is not None and parent.stdout.readline() == "ready\n"
     time.sleep(0.3)

@@ -28,8 +28,9 @@ def test_a_job_resumed_from_a_shorter_one_gives_what_one_from_scratch_gives(setu
 
 
 def test_the_store_keeps_no_state(tmp_path):
-    """States can be tens of MB a candidate (the module twice, Adam's moments); a run folder
-    keeps results and models only. A resumed compile replays a short run instead."""
+    """A state is as large as what training moves, twice, plus Adam's moments (every weight
+    where weights train); a run folder keeps results and models only. A resumed compile
+    replays a short run instead."""
     store = JobStore(tmp_path, "context")
     job = QatJob({"layers": {}}, 1, 0, keep_model=True, keep_state=True)
     store.put(job, JobResult(0.5, 0.6, 1.0, b"model", False, b"state"))

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from terminal import ctrl_c_as_in_a_terminal
 
 from mpqc.api import compile as compile_model
 from mpqc.compiler import CompileOptions
@@ -125,12 +126,6 @@ def test_worker_count_does_not_change_the_answer(finished, tmp_path, default_mod
     assert (two.output / "model.onnx").read_bytes() == (finished.output / "model.onnx").read_bytes()
 
 
-def _ctrl_c_as_in_a_terminal() -> None:
-    """A shell without job control starts background jobs with Ctrl-C ignored (`make test &`),
-    and children inherit that; a terminal's process gets Ctrl-C. Test the latter."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.slow
 def test_ctrl_c_prints_one_line_exits_130_and_can_resume(tmp_path, default_model):
     out = tmp_path / "run"
@@ -155,7 +150,7 @@ def test_ctrl_c_prints_one_line_exits_130_and_can_resume(tmp_path, default_model
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        preexec_fn=_ctrl_c_as_in_a_terminal,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     # interrupt as soon as the first job is stored: mid-run, with something to resume (a
     # fixed wait after it let a fast machine finish first: digits compiles in seconds)
