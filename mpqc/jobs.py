@@ -22,12 +22,13 @@ import onnx_ir as ir
 
 from mpqc.cache import Cache, content_key
 from mpqc.data import Dataset
-from mpqc.executor import ExecutorSpec, OnRetry, Retry
+from mpqc.executor import Executor, ExecutorSpec, default_workers
 from mpqc.frontend import Prepared, prepare
 from mpqc.modelio import atomic_write_bytes
 from mpqc.quality import QualityMeasure
 from mpqc.recipe import Recipe
 from mpqc.runtime import Outputs, Runner, make_session
+from mpqc.scheduler import JobFn, OnDone, OnRetry, Retry
 from mpqc.scheme import Scheme
 from mpqc.signature import InputSpec
 from mpqc.stats import Calibration
@@ -40,6 +41,7 @@ __all__ = [
     "JobResult",
     "JobStore",
     "Where",
+    "Workers",
     "run_jobs",
     "run_ptq_jobs",
     "context_from",
@@ -282,10 +284,64 @@ def _finite(value: float) -> float:
     return value
 
 
-Where = ExecutorSpec | int
+class Workers:
+    """Workers kept across the batches of one run (a compile's sensitivity and every QAT
+    round), set up with `context` once instead of once a batch. Why: starting local workers
+    costs about 3 s (spawn, imports, the model's set-up), and each worker's first job pays a
+    warm-up (torch's deterministic mode imports its compiler, about 1 s; the MSE weight
+    searches it remembers): paid again by every round before. Started on the first batch,
+    with no more workers than its jobs; started again, bigger, when a later batch has more
+    jobs than a pool held to the job count. Results do not depend on which worker ran a job."""
+
+    def __init__(self, context: QatContext, where: ExecutorSpec | int) -> None:
+        self.context, self.spec = context, _spec(where)
+        self._executor: Executor | None = None
+        self._size = 0
+        self._started_for = 0
+        #: how many times workers were started (reported, and checked by the tests)
+        self.starts = 0
+
+    def _most(self) -> int | None:
+        if self.spec.kind == "local":
+            return self.spec.workers or default_workers()
+        return self.spec.workers  # ray: None is the cluster's CPUs, unknown until started
+
+    def _ready(self, jobs: int) -> Executor:
+        most = self._most()
+        held_to_jobs = self._size >= self._started_for and (most is None or self._size < most)
+        if self._executor is None or (jobs > self._size and held_to_jobs):
+            self.close()
+            self._executor = self.spec.start(jobs, _init_worker, (self.context,))
+            self._size, self._started_for = max(1, int(getattr(self._executor, "workers", 1))), jobs
+            self.starts += 1
+        return self._executor
+
+    def run(
+        self, fn: JobFn, jobs: Sequence[Any], on_done: OnDone | None = None, on_retry: OnRetry | None = None
+    ) -> list[Any]:
+        executor = self._ready(len(jobs))
+        try:
+            return executor.run(fn, jobs, on_done, on_retry)
+        except BaseException:
+            self._executor = None  # an executor that raised has stopped its workers
+            raise
+
+    def close(self) -> None:
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            executor.close()
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def _spec(where: Where) -> ExecutorSpec:
+Where = ExecutorSpec | int | Workers
+
+
+def _spec(where: ExecutorSpec | int) -> ExecutorSpec:
     return where if isinstance(where, ExecutorSpec) else ExecutorSpec(workers=max(1, where))
 
 
@@ -319,11 +375,13 @@ def _run_stored(
         if on_retry is not None:
             on_retry(dataclasses.replace(retry, job=todo[retry.job]))
 
-    executor = _spec(where).start(len(todo), _init_worker, (context,))
-    try:
-        executor.run(fn, [jobs[i] for i in todo], done, retried)
-    finally:
-        executor.close()
+    if isinstance(where, Workers):
+        if where.context is not context:
+            raise ValueError("these workers were set up with another QAT context")
+        where.run(fn, [jobs[i] for i in todo], done, retried)
+        return results
+    with Workers(context, where) as workers:
+        workers.run(fn, [jobs[i] for i in todo], done, retried)
     return results
 
 

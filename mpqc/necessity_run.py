@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mpqc.errors import OptionError
 from mpqc.executor import ExecutorSpec
-from mpqc.jobs import context_from
+from mpqc.jobs import Workers, context_from
 from mpqc.modelio import atomic_write_bytes, check_output_dir
 from mpqc.necessity import (
     VALIDATION_CHOICES,
@@ -79,36 +79,37 @@ def necessity_workload(
         drawn = [Precision.parse(label) for label in VALIDATION_CHOICES]
         widths |= {p.a_bits for p in drawn if p.a_bits} | {p.w_bits for p in drawn if p.w_bits}
     context = context_from(workload, QatConfig(epochs=epochs, lr=lr, seed=seed), {8, *widths}, widths)
-    variants = probe_variants(list(bits))
-    with say.count(1 + len(names) * len(variants), "QAT-necessity probes") as advance:
-        probes = probe_layers(context, names, float_quality, variants, probe_epochs, where, progress=advance)
-    oracle = Oracle(probes, tolerance=tolerance, samples=len(validation_set))
-    validation = None
-    pairs: list[dict] = []
-    if workload.target is None:
-        from mpqc.targets import get_target
+    with Workers(context, where) as pool:  # one start for the probes and every validation run
+        variants = probe_variants(list(bits))
+        with say.count(1 + len(names) * len(variants), "QAT-necessity probes") as advance:
+            probes = probe_layers(context, names, float_quality, variants, probe_epochs, pool, progress=advance)
+        oracle = Oracle(probes, tolerance=tolerance, samples=len(validation_set))
+        validation = None
+        pairs: list[dict] = []
+        if workload.target is None:
+            from mpqc.targets import get_target
 
-        workload.target = get_target("bitserial")
-    if validate:
-        runs = validate * (seeds + 1 + (1 if short_epochs else 0))  # + each one's activations-only PTQ
-        with say.count(
-            runs, f"validation: {validate} held-out schemes x {seeds} seed(s), QAT {epochs} epoch(s)"
-        ) as step:
-            validation = validate_oracle(
-                context,
-                names,
-                oracle,
-                validate,
-                epochs,
-                where,
-                seed + 1,
-                seeds=seeds,
-                short_epochs=short_epochs,
-                progress=step,
-                noise=sampling_noise(float_quality, len(validation_set), workload.quality.per_sample_binary),
-            )
-        costs = [workload.costs.latency(s) for s in validation.schemes]
-        pairs = equal_cost_pairs(validation.schemes, [r.necessity for r in validation.records], costs)
+            workload.target = get_target("bitserial")
+        if validate:
+            runs = validate * (seeds + 1 + (1 if short_epochs else 0))  # + each one's activations-only PTQ
+            with say.count(
+                runs, f"validation: {validate} held-out schemes x {seeds} seed(s), QAT {epochs} epoch(s)"
+            ) as step:
+                validation = validate_oracle(
+                    context,
+                    names,
+                    oracle,
+                    validate,
+                    epochs,
+                    pool,
+                    seed + 1,
+                    seeds=seeds,
+                    short_epochs=short_epochs,
+                    progress=step,
+                    noise=sampling_noise(float_quality, len(validation_set), workload.quality.per_sample_binary),
+                )
+            costs = [workload.costs.latency(s) for s in validation.schemes]
+            pairs = equal_cost_pairs(validation.schemes, [r.necessity for r in validation.records], costs)
     measure = workload.quality
     notes = [
         f"quality: {measure.description} ({measure.name}) on the validation split ({len(validation_set)} samples); "

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
+import os
+
 import pytest
 
-from mpqc.jobs import JobResult, JobStore, QatJob, context_from, run_jobs
+from mpqc.jobs import JobResult, JobStore, QatJob, Workers, context_from, run_jobs
 from mpqc.scheme import Scheme
 from mpqc.training import QatConfig
 from mpqc.workload import Workload
@@ -37,3 +40,56 @@ def test_the_store_keeps_no_state(tmp_path):
     got = store.get(job)
     assert got is not None and (got.model, got.state, got.qat) == (b"model", None, 0.6)
     assert sorted(p.suffix for p in tmp_path.rglob("*") if p.is_file()) == [".json", ".onnx"]
+
+
+def _pid(_: object) -> int:
+    return os.getpid()
+
+
+def _fail(_: object) -> int:
+    raise RuntimeError("this job fails")
+
+
+def test_workers_start_once_for_every_batch(setup):
+    context, _ = setup
+    with Workers(context, 2) as pool:
+        first = pool.run(_pid, [0, 1, 2])
+        second = pool.run(_pid, [0, 1])
+        assert pool.starts == 1 and len(set(first)) == 2 and set(second) <= set(first)
+        assert os.getpid() not in first
+
+
+def test_workers_start_again_bigger_when_a_later_batch_has_more_jobs(setup):
+    context, _ = setup
+    with Workers(context, 2) as pool:
+        assert pool.run(_pid, [0]) == [os.getpid()]  # one job: in this process
+        pids = pool.run(_pid, [0, 1, 2])
+        assert pool.starts == 2 and len(set(pids)) == 2 and os.getpid() not in pids
+        assert set(pool.run(_pid, [0, 1, 2, 3])) == set(pids) and pool.starts == 2  # already at --workers
+
+
+def test_workers_after_a_failed_batch_start_afresh(setup):
+    context, _ = setup
+    with Workers(context, 2) as pool:
+        with pytest.raises(RuntimeError, match="this job fails"):
+            pool.run(_fail, [0, 1])
+        assert len(set(pool.run(_pid, [0, 1]))) == 2 and pool.starts == 2
+
+
+def test_workers_serve_only_the_context_they_were_set_up_with(setup):
+    context, scheme = setup
+    other = dataclasses.replace(context)
+    with Workers(context, 1) as pool, pytest.raises(ValueError, match="another QAT context"):
+        run_jobs(other, [QatJob(scheme, 1, 1)], pool)
+
+
+def test_a_job_gives_the_same_bytes_in_a_kept_worker_as_in_a_fresh_one(setup):
+    """What a worker remembers between batches (MSE searches, torch's state) changes no result."""
+    context, scheme = setup
+    other = Scheme.parse("w4a8", list(scheme["layers"])).to_json()
+    jobs = [QatJob(scheme, 1, 1, keep_model=True), QatJob(other, 1, 1, keep_model=True)]
+    fresh = run_jobs(context, jobs, 2)
+    with Workers(context, 2) as pool:
+        run_jobs(context, jobs[::-1], pool)
+        kept = run_jobs(context, jobs, pool)
+    assert [r.model for r in kept] == [r.model for r in fresh] and pool.starts == 1

@@ -18,6 +18,7 @@ The pipeline, one stage per module of this package:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -45,7 +46,7 @@ from mpqc.compiler.sensitivity import measure_sensitivity
 from mpqc.compiler.winner import choose_winner
 from mpqc.errors import BudgetError, MpqcError
 from mpqc.executor import Retry
-from mpqc.jobs import JobStore, context_from
+from mpqc.jobs import JobStore, Workers, context_from
 from mpqc.necessity import LayerProbes, Oracle, measure_schemes
 from mpqc.precision import Precision
 from mpqc.progress import Progress
@@ -116,7 +117,8 @@ def compile_workload(
         f"data {workload.splits.describe()}" + (" (resumed)" if resume else "")
     )
     try:
-        return _search(workload, run, say, per_layer, offsets, searched, policy, options, inputs, start)
+        with contextlib.ExitStack() as stack:  # the workers stop however the search ends
+            return _search(workload, run, say, per_layer, offsets, searched, policy, options, inputs, start, stack)
     except MpqcError as exc:
         raise type(exc)(f"{exc} (run folder {run.path} kept: --resume {run.path} continues)") from None
 
@@ -132,6 +134,7 @@ def _search(
     options: CompileOptions,
     inputs: dict[str, Any],
     start: float,
+    stack: contextlib.ExitStack,
 ) -> CompileResult:
     names = workload.prepared.analysis.layer_names
     budget = workload.resolved_budget
@@ -154,11 +157,12 @@ def _search(
     widths = {8} | {p.a_bits for p in searched if p.quantizes_activations and p.a_bits}
     weight_widths = {p.w_bits for p in searched if p.form == "qdq" and p.w_bits}
     context = context_from(workload, config, widths, weight_widths)
+    workers = stack.enter_context(Workers(context, where))  # one start for every stage's jobs
     samples = min(options.sensitivity_samples, len(workload.splits.validation))
     jobs = 1 + sum(len(o.precisions) - (1 if any(p.label == "w8a8" for p in o.precisions) else 0) for o in per_layer)
     with say.count(jobs, f"PTQ sensitivity ({samples} validation samples)") as advance:
         sensitivity, source = measure_sensitivity(
-            workload, context, searched, samples, where, run, options.use_cache, advance, retried("sensitivity")
+            workload, context, searched, samples, workers, run, options.use_cache, advance, retried("sensitivity")
         )
     say(f"PTQ sensitivity ({source}): w8a8 reference {100 * sensitivity.reference:.2f}")
 
@@ -183,7 +187,7 @@ def _search(
                 float_quality,
                 searched,
                 options.probe_epochs,
-                where,
+                workers,
                 run,
                 options.use_cache,
                 advance,
@@ -222,7 +226,7 @@ def _search(
                 context,
                 [c.scheme for c in batch],
                 count,
-                where,
+                workers,
                 True,
                 store,
                 advance,
@@ -255,6 +259,7 @@ def _search(
         options.short_epochs,
     )
     qat_runs = policy.run(fitting, ctx)
+    workers.close()
 
     # 7. winner
     winner = choose_winner(workload, fitting, say, max_drop=options.max_drop, float_quality=float_quality)
@@ -297,7 +302,7 @@ def _search(
     from mpqc.compiler.elsewhere import price_elsewhere
     from mpqc.report_html import render
 
-    report["executor"] = {**where.to_json(), "retried": retries}
+    report["executor"] = {**where.to_json(), "retried": retries, "starts": workers.starts}
     report["predictor"] = predictor.to_json() if isinstance(policy, PredictedPolicy) else None
     report["qat_seconds"] = sum(qat_seconds)
     report["probe_seconds"] = (

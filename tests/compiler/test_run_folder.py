@@ -118,6 +118,7 @@ def test_worker_count_does_not_change_the_answer(finished, tmp_path, default_mod
     options = replace(FAST, workers=2)
     two = compile_model(default_model, BUDGET, "bitserial", None, tmp_path / "two", options)
     assert (two.output / "scheme.json").read_bytes() == (finished.output / "scheme.json").read_bytes()
+    assert two.report["executor"]["starts"] == 1  # the same two workers for every stage
 
     def numbers(report):
         return [(c["key"], c["ptq"], c["qat"], c["decision"]) for c in report["candidates"]]
