@@ -32,7 +32,7 @@ from _common import model_and_data, table  # noqa: E402
 from mpqc.api import compile as compile_model  # noqa: E402
 from mpqc.compiler import CompileOptions  # noqa: E402
 
-POLICIES = ("never", "ptq-rule", "predicted", "predicted-split", "short-qat", "probed", "always")
+POLICIES = ("never", "ptq-rule", "predicted", "predicted-split", "short-qat", "predicted-short", "probed", "always")
 CONFIGS = {
     "digits_cnn": [("bitserial", "latency=0.5x"), ("bitserial", "latency=0.35x")],
     "resnet8": [("bitserial", "latency=0.5x"), ("bitserial", "latency=0.4x")],

@@ -3,6 +3,7 @@ at -o; the commands of the README work."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -133,3 +134,15 @@ def _npz(tmp_path, **arrays) -> str:
     path = tmp_path / "data.npz"
     np.savez(path, **arrays)
     return str(path)
+
+
+def test_compile_offers_every_policy_compile_knows():
+    """The parser spells the choices out (importing the compiler would slow `mpqc --help`)."""
+    from mpqc.cli import build_parser
+    from mpqc.compiler.options import POLICIES
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    compile_parser = commands.choices["compile"]
+    (policy,) = [a for a in compile_parser._actions if "--qat-policy" in a.option_strings]
+    assert tuple(policy.choices) == POLICIES

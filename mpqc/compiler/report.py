@@ -116,9 +116,6 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _limit(report: dict[str, Any]) -> str:
     """What `--max-qat-runs` bounds under the report's policy."""
-    policy, limit = report["qat_policy"], report["max_qat_runs"]
-    if policy in ("always", "never"):
-        return "no run limit"
-    if policy == "short-qat":
-        return f"every candidate short, then at most {limit} full run(s)"
-    return f"limit {limit}"
+    from mpqc.compiler.policies import make_policy
+
+    return make_policy(report["qat_policy"]).describe_limit(report["max_qat_runs"])
