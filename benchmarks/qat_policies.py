@@ -13,11 +13,17 @@ A kit model (`make realkit`) compiles label-free on its calibration set (split i
 training and validation) with its test set reported.
 
 With several seeds every policy runs once per seed (QAT and candidate proposals are
-seeded); quality columns are then mean [min, max] and times are means."""
+seeded); quality columns are then mean [min, max] and times are means.
+
+With `always` among the policies a second table counts, per policy, the configurations
+(model, budget, seed) where more than one candidate fits in which it returns always-QAT's
+winner (the same scheme, by its key). `--json PATH` writes one record per compile, so the
+count can be redone from the records."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -32,7 +38,7 @@ from _common import model_and_data, table  # noqa: E402
 from mpqc.api import compile as compile_model  # noqa: E402
 from mpqc.compiler import CompileOptions  # noqa: E402
 
-POLICIES = ("never", "ptq-rule", "predicted", "predicted-split", "short-qat", "predicted-short", "probed", "always")
+POLICIES = ("never", "ptq-rule", "predicted", "predicted-split", "short-qat", "probed", "always")
 CONFIGS = {
     "digits_cnn": [("bitserial", "latency=0.5x"), ("bitserial", "latency=0.35x")],
     "resnet8": [("bitserial", "latency=0.5x"), ("bitserial", "latency=0.4x")],
@@ -54,7 +60,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument("--json", default=None, help="write one record per compile here")
     args = parser.parse_args()
+    records: list[dict] = []
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = [["model", "budget", "policy", "compile s", "QAT s", "probe s", "QAT runs", "val %", "test %", "winner"]]
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,6 +82,7 @@ def main() -> None:
                             model, budget, target, data["data"], out, options, test_data=data["test_data"]
                         )
                         results.append((result, time.perf_counter() - start))
+                        records.append(_record(name, budget, policy, seed, result.report, results[-1][1]))
                         print(f"{name} {budget} {policy} seed {seed}: {results[-1][1]:.0f} s", file=sys.stderr)
                     reports = [r.report for r, _ in results]
                     rows.append(
@@ -97,6 +106,46 @@ def main() -> None:
         f"seeds {args.seeds}; {args.workers} worker processes; defaults otherwise (QAT 3 epochs, tolerance 1 point, "
         "at most 4 QAT runs, ptq-rule top 2, rounds of 2); no cache: every run pays its own sensitivity (and probes)"
     )
+    hits = always_winner_hits(records)
+    if hits:
+        print()
+        print(table([["policy", "returns always-QAT's winner", "misses (model budget seed)"], *hits]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
+
+
+def _record(name: str, budget: str, policy: str, seed: int, report: dict, seconds: float) -> dict:
+    winner = report["winner"]
+    return {
+        "model": name,
+        "budget": budget,
+        "policy": policy,
+        "seed": seed,
+        "compile_s": seconds,
+        "qat_s": report["qat_seconds"],
+        "qat_runs": report["qat_runs"],
+        "fitting": sum(1 for c in report["candidates"] if c["fits"]),
+        "winner": winner["key"],
+        "summary": winner["summary"],
+        "recovery": winner["recovery"],
+        "validation": winner["validation"],
+        "test": winner["test"],
+    }
+
+
+def always_winner_hits(records: list[dict]) -> list[list[str]]:
+    """Per policy: in how many configurations with more than one fitting candidate it
+    returns always-QAT's winner, and which it misses."""
+    config = lambda r: (r["model"], r["budget"], r["seed"])  # noqa: E731
+    truth = {config(r): r["winner"] for r in records if r["policy"] == "always" and r["fitting"] > 1}
+    rows = []
+    for policy in dict.fromkeys(r["policy"] for r in records):
+        mine = [r for r in records if r["policy"] == policy and config(r) in truth]
+        if policy == "always" or not mine:
+            continue
+        missed = [" ".join(map(str, config(r))) for r in mine if r["winner"] != truth[config(r)]]
+        rows.append([policy, f"{len(mine) - len(missed)} of {len(mine)}", ", ".join(missed) or "-"])
+    return rows
 
 
 if __name__ == "__main__":

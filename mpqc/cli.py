@@ -676,22 +676,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, help="continue an interrupted run in this folder")
     p.add_argument(
         "--qat-policy",
-        choices=(
-            "predicted",
-            "always",
-            "never",
-            "ptq-rule",
-            "probed",
-            "predicted-split",
-            "short-qat",
-            "predicted-short",
-        ),
+        choices=("predicted", "always", "never", "ptq-rule", "probed", "predicted-split", "short-qat"),
         default="predicted",
         help="where QAT runs: predicted (learns from its own runs), always, never, "
         "ptq-rule (float - PTQ, top k), probed (layer probes first), predicted-split (learns what QAT "
         "leaves of the weights' and the activations' PTQ loss apart; one more PTQ run per candidate), "
-        "short-qat (a short QAT run for every candidate, the full run for the top k by it), predicted-short "
-        "(predicted, with a short run for each candidate that could still win once more could than runs are left)",
+        "short-qat (a short QAT run for every candidate, the full run for the top k by it)",
     )
     p.add_argument("--qat-tolerance", type=float, default=1.0, help="points of quality QAT must add to be run")
     p.add_argument(
@@ -701,7 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--top-k", type=int, default=2, help="ptq-rule: QAT the best k by PTQ; short-qat: the best k by short QAT"
     )
     p.add_argument("--epochs", type=int, default=3, help="QAT epochs for candidates")
-    p.add_argument("--short-epochs", type=int, default=1, help="short-qat, predicted-short: epochs of the short run")
+    p.add_argument("--short-epochs", type=int, default=1, help="short-qat: epochs of the short run")
     p.add_argument("--probe-epochs", type=int, default=1, help="QAT epochs for the necessity probes")
     p.add_argument(
         "--sensitivity-samples", type=int, default=32, help="validation samples the per-layer sensitivity pass runs"

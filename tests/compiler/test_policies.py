@@ -195,52 +195,9 @@ def test_short_qat_skips_the_short_rung_when_every_candidate_would_go_on():
     assert short == [] and trained == [0.96, 0.95]
 
 
-#: the first round (the best two by PTQ) wins back half their loss, so every other candidate
-#: could still win; their PTQ order is not what QAT reaches, and a short run shows it
-WIDE_PTQ = [0.60, 0.59, 0.58, 0.57, 0.56, 0.55]
-WIDE_FULL = {0.60: 0.80, 0.59: 0.79, 0.58: 0.78, 0.57: 0.90, 0.56: 0.77, 0.55: 0.88}
-WIDE_SHORT = {0.58: 0.70, 0.57: 0.82, 0.56: 0.69, 0.55: 0.80}
-
-
-def test_predicted_short_orders_by_a_short_run_what_its_predictor_cannot_choose():
-    candidates = _candidates(WIDE_PTQ)
-    trained: list[float] = []
-    short: list[float] = []
-    ctx = _context(WIDE_FULL, trained, short_of=WIDE_SHORT, short_runs=short)
-    runs = make_policy("predicted-short").run(candidates, ctx)
-    assert trained == [0.60, 0.59, 0.57, 0.55] and sorted(short) == [0.55, 0.56, 0.57, 0.58]
-    assert runs == 2 + 4 + 2 and max(c.quality for c in candidates) == 0.90
-    by_ptq = {c.ptq: c for c in candidates}
-    assert "top 2 go on" in by_ptq[0.57].decision and "not in the top 2" in by_ptq[0.58].decision
-    assert by_ptq[0.56].qat == 0.69  # a short-trained model counts
-    # predicted trains the next two by PTQ instead, and misses the best
-    trained = []
-    assert make_policy("predicted").run(_candidates(WIDE_PTQ), _context(WIDE_FULL, trained)) == 4
-    assert trained == [0.60, 0.59, 0.58, 0.57]
-
-
-def test_predicted_short_runs_nothing_short_where_the_first_round_settles_it():
-    """Where QAT cannot change the winner (as on the OCR recogniser) it is `predicted`."""
-    candidates = _candidates([0.96, 0.95, 0.60, 0.40])
-    trained: list[float] = []
-    short: list[float] = []
-    qat = {0.96: 0.978, 0.95: 0.975, 0.60: 0.80, 0.40: 0.60}
-    ctx = _context(qat, trained, short_of={}, short_runs=short)
-    assert make_policy("predicted-short").run(candidates, ctx) == 2 and trained == [0.96, 0.95] and short == []
-
-
-def test_predicted_short_trains_in_full_when_the_runs_left_cover_every_contender():
-    candidates = _candidates([0.93, 0.92, 0.91, 0.90])
-    trained: list[float] = []
-    short: list[float] = []
-    qat = {0.93: 0.94, 0.92: 0.96, 0.91: 0.975, 0.90: 0.95}
-    ctx = _context(qat, trained, short_of={}, short_runs=short)
-    assert make_policy("predicted-short").run(candidates, ctx) == 4 and short == []
-
-
 def test_every_policy_says_what_the_run_limit_bounds():
     from mpqc.compiler.options import POLICIES
 
     limits = {name: make_policy(name).describe_limit(4) for name in POLICIES}
     assert limits["always"] == limits["never"] == "no run limit" and limits["predicted"] == "limit 4"
-    assert "4 full run(s)" in limits["short-qat"] and "4 full run(s)" in limits["predicted-short"]
+    assert "4 full run(s)" in limits["short-qat"]
