@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -146,6 +147,7 @@ class RayExecutor:
         ray = self._ray = connect(address)
         self.retries = retries
         self._head = ray.get_runtime_context().gcs_address
+        self._checked_at, self._misses = time.monotonic(), 0  # the head's last check, and misses since
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         # one CPU per actor: more actors than the cluster's CPUs would wait forever
         self.workers = max(1, min(workers or cpus, cpus, jobs))
@@ -189,6 +191,9 @@ class RayExecutor:
         idle = list(range(len(self._pool)))
         failure: BaseException | None = None  # the job's own exception
         try:
+            # Actors kept from an earlier batch run on without their head, until Ray ends
+            # this process with a log line a minute later: a batch starts only with a head.
+            self._head_answers()
             while state.left and failure is None:
                 while idle and state.queue:
                     slot, index = idle.pop(0), state.queue.popleft()
@@ -228,18 +233,30 @@ class RayExecutor:
             raise failure
         return state.results
 
+    def _head_answers(self) -> None:
+        """Raise `WorkerError` unless the head answers within `_HEAD_MISSES` tries."""
+        for miss in range(1, _HEAD_MISSES + 1):
+            if _unreachable(self._head) is None:
+                self._checked_at, self._misses = time.monotonic(), 0
+                return
+            if miss < _HEAD_MISSES:
+                time.sleep(_HEAD_CHECK_S)
+        raise WorkerError(f"lost the Ray cluster: its head at {self._head} stopped answering")
+
     def _wait(self, refs: list[Any], count: int = 1) -> list[Any]:
-        """The first `count` refs done, checking between short waits that the head still
-        answers (Ray itself would end this process a minute after losing it, with a log
-        line instead of an error)."""
-        misses = 0
+        """The first `count` refs done, checking every `_HEAD_CHECK_S` of waiting (however
+        many jobs finish meanwhile) that the head still answers: Ray itself would end this
+        process a minute after losing it, with a log line instead of an error."""
         while True:
             ready, _ = self._ray.wait(refs, num_returns=count, timeout=_HEAD_CHECK_S)
+            now = time.monotonic()
+            if now - self._checked_at >= _HEAD_CHECK_S:
+                self._checked_at = now
+                self._misses = self._misses + 1 if _unreachable(self._head) is not None else 0
+                if self._misses >= _HEAD_MISSES:
+                    raise WorkerError(f"lost the Ray cluster: its head at {self._head} stopped answering")
             if len(ready) >= count:
                 return list(ready)
-            misses = misses + 1 if _unreachable(self._head) is not None else 0
-            if misses >= _HEAD_MISSES:
-                raise WorkerError(f"lost the Ray cluster: its head at {self._head} stopped answering")
 
     def _kill(self, actor: Any) -> None:
         try:

@@ -175,7 +175,8 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_a_lost_head_is_one_clear_error_and_the_folder_resumes(tmp_path, default_model):
     """A head started with `ray start`, a compile driven from another process, the head's
-    GCS killed during QAT: one line, exit 1, and the folder resumes locally."""
+    GCS killed between the sensitivity pass and QAT (the actors kept from the first stage
+    would run on without it): one line, exit 1, and the folder resumes locally."""
     port = _free_port()
     env = {**os.environ, "RAY_ADDRESS": ""}
     subprocess.run(
@@ -197,13 +198,15 @@ def test_a_lost_head_is_one_clear_error_and_the_folder_resumes(tmp_path, default
         deadline = time.time() + 600
         log = out / "compile.log"
         while time.time() < deadline and driver.poll() is None:
-            if log.exists() and "QAT round" in log.read_text():
+            if log.exists() and "PTQ sensitivity (measured)" in log.read_text():
                 break
-            time.sleep(0.1)
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGSTOP)  # held while the head goes: it resumes before the QAT jobs
         gcs = subprocess.run(["pgrep", "-f", f"gcs_server.*{port}"], capture_output=True, text=True).stdout.split()
         assert gcs, "the head's GCS process was not found"
         for pid in gcs:
             os.kill(int(pid), signal.SIGKILL)
+        driver.send_signal(signal.SIGCONT)
         _, err = driver.communicate(timeout=120)
     finally:  # this head's processes only (`ray stop` would also stop the other tests' cluster)
         for pid in subprocess.run(["pgrep", "-f", f":{port}"], capture_output=True, text=True).stdout.split():
