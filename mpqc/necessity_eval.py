@@ -9,6 +9,7 @@ claimed win comes with the interval of the difference."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ __all__ = [
     "compare_predictors",
     "seed_ceiling",
     "qat_seed_ceiling",
+    "half_agreement",
     "REFERENCE",
     "QAT_REFERENCE",
     "spearman",
@@ -150,6 +152,45 @@ def qat_seed_ceiling(records: Sequence[SchemeRecord]) -> float:
     return seed_ceiling(records, of_qat=True)
 
 
+def half_agreement(records: Sequence[SchemeRecord], of_qat: bool = False, splits: int = 200) -> float:
+    """How well the mean over one half of the seeds ranks like the mean over the other half
+    (disjoint halves of `seeds // 2`, averaged over up to `splits` of them): how reliable the
+    truth itself is. `seed_ceiling` scores a predictor of one run; a predictor of the mean
+    can rank above it, and this says how much room a many-seed truth leaves (a predictor at
+    this agreement ranks as well as half the seeds do). nan below 2 seeds."""
+    seeds = min((len(r.qat) for r in records), default=0)
+    half = seeds // 2
+    if half < 1:
+        return float("nan")
+    minus = [0.0 if of_qat else r.ptq for r in records]
+    pairs = _half_splits(seeds, half, splits)
+    values = []
+    for a, b in pairs:
+        first = [float(np.mean([r.qat[k] for k in a])) - m for r, m in zip(records, minus)]
+        second = [float(np.mean([r.qat[k] for k in b])) - m for r, m in zip(records, minus)]
+        values.append(spearman(first, second))
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def _half_splits(seeds: int, half: int, most: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Disjoint pairs of `half` seeds each, every one of them where there are at most `most`
+    (up to 10 seeds), else `most` drawn with a fixed seed (the same answer every time)."""
+    if math.comb(seeds, half) * math.comb(seeds - half, half) // 2 <= most:
+        return [
+            (a, b)
+            for a in itertools.combinations(range(seeds), half)
+            for b in itertools.combinations([k for k in range(seeds) if k not in a], half)
+            if a < b
+        ]
+    rng = random.Random(0)
+    pairs = []
+    for _ in range(most):
+        order = rng.sample(range(seeds), 2 * half)
+        pairs.append((tuple(sorted(order[:half])), tuple(sorted(order[half:]))))
+    return pairs
+
+
 def _interval(values: list[float]) -> list[float]:
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
@@ -205,6 +246,7 @@ def compare_predictors(
     spreads = [r.spread for r in records]
     return {
         "seed_ceiling": seed_ceiling(records),
+        "half_agreement": half_agreement(records),
         "schemes": len(records),
         "seeds": min((len(r.qat) for r in records), default=0),
         "tolerance": tolerance,
@@ -216,6 +258,8 @@ def compare_predictors(
         "resamples": resamples,
         "qat_ranking": {
             "ceiling": qat_seed_ceiling(records),
+            "half_agreement": half_agreement(records, of_qat=True),
+            "seeds": min((len(r.qat) for r in records), default=0),
             "against": QAT_REFERENCE,
             # None where the implied QAT quality is the same for every scheme (rule (a))
             "spearman": {name: value if math.isfinite(value) else None for name, value in qat_ranking.items()},

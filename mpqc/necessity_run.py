@@ -4,6 +4,7 @@ written as a report folder (JSON, a readable table, PNG heat map and scatter plo
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -194,7 +195,8 @@ def comparison_lines(comparison: dict) -> list[str]:
     lines = [
         f"  {comparison['schemes']} schemes x {comparison['seeds']} seed(s); seed noise of N "
         f"{100 * comparison['seed_noise']:.2f} points (mean sd); decisions the seeds split on: "
-        f"{comparison['split_decisions']}; one seed vs the others' mean: Spearman {comparison['seed_ceiling']:.3f}",
+        f"{comparison['split_decisions']}; one seed vs the others' mean: Spearman {comparison['seed_ceiling']:.3f}"
+        f"{_halves(comparison)}",
         "  predictor          Spearman  MAE pts  decisions  vs rule_a: dSpearman [95% CI]    dMAE pts [95% CI]",
     ]
     for name, score in comparison["scores"].items():
@@ -227,6 +229,16 @@ def comparison_lines(comparison: dict) -> list[str]:
     return lines
 
 
+def _halves(comparison: dict) -> str:
+    """The half-vs-half agreement of the seeds, where there are enough seeds for it to differ
+    from the one-seed ceiling (4 or more) and the record has it (older ones do not)."""
+    value = comparison.get("half_agreement")
+    seeds = comparison.get("seeds", 0)
+    if value is None or not math.isfinite(value) or seeds < 4:
+        return ""
+    return f"; {seeds // 2} seeds vs {seeds // 2}: {value:.3f}"
+
+
 def qat_ranking_lines(ranking: dict | None) -> list[str]:
     """How each predictor ranks the QAT quality itself (what a compile's pick needs),
     against the PTQ order that ptq-rule uses."""
@@ -237,7 +249,7 @@ def qat_ranking_lines(ranking: dict | None) -> list[str]:
     lines = [
         f"  ranking the QAT quality (PTQ + predicted N): PTQ order "
         f"{'-' if reference is None else f'{reference:.3f}'}; "
-        f"one seed vs the others' mean {ranking['ceiling']:.3f}"
+        f"one seed vs the others' mean {ranking['ceiling']:.3f}{_halves(ranking)}"
     ]
     for name, diff in differences.items():
         lines.append(

@@ -13,6 +13,7 @@ from mpqc.necessity_eval import (
     REFERENCE,
     SchemeRecord,
     compare_predictors,
+    half_agreement,
     interval_scores,
     learned_share,
     qat_seed_ceiling,
@@ -102,6 +103,22 @@ def test_the_qat_seed_ceiling_ranks_the_qat_quality_not_n():
     ]
     assert seed_ceiling(records) > 0.99
     assert abs(qat_seed_ceiling(records)) < 0.5
+
+
+def test_half_agreement_says_how_reliable_a_many_seed_truth_is():
+    """Equal QAT quality up to seed noise: halves of the seeds agree on N (the PTQ loss every
+    seed shares) but not on the QAT quality (noise alone); the answer does not depend on
+    whether the splits are enumerated (8 seeds) or drawn (30), and is nan below 2 seeds."""
+    rng = np.random.default_rng(2)
+    for seeds in (8, 30):
+        records = [
+            SchemeRecord({}, 1.0, 0.9 - 0.01 * i, tuple(float(0.95 + rng.normal(0, 0.001)) for _ in range(seeds)), {})
+            for i in range(30)
+        ]
+        assert half_agreement(records) > 0.99
+        assert abs(half_agreement(records, of_qat=True)) < 0.5
+        assert half_agreement(records, of_qat=True) == half_agreement(records, of_qat=True)
+    assert math.isnan(half_agreement([SchemeRecord({}, 0.9, 0.8, (0.85,), {}) for _ in range(3)]))
 
 
 def test_the_seed_ceiling_is_high_when_seeds_agree_and_undefined_with_one():
