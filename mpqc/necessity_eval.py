@@ -244,11 +244,12 @@ def compare_predictors(
             for key in point
         }
     spreads = [r.spread for r in records]
+    seeds = min((len(r.qat) for r in records), default=0)
     return {
         "seed_ceiling": seed_ceiling(records),
         "half_agreement": half_agreement(records),
         "schemes": len(records),
-        "seeds": min((len(r.qat) for r in records), default=0),
+        "seeds": seeds,
         "tolerance": tolerance,
         "scores": scores,
         "against": REFERENCE,
@@ -259,7 +260,7 @@ def compare_predictors(
         "qat_ranking": {
             "ceiling": qat_seed_ceiling(records),
             "half_agreement": half_agreement(records, of_qat=True),
-            "seeds": min((len(r.qat) for r in records), default=0),
+            "seeds": seeds,
             "against": QAT_REFERENCE,
             # None where the implied QAT quality is the same for every scheme (rule (a))
             "spearman": {name: value if math.isfinite(value) else None for name, value in qat_ranking.items()},

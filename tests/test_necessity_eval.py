@@ -107,8 +107,8 @@ def test_the_qat_seed_ceiling_ranks_the_qat_quality_not_n():
 
 def test_half_agreement_says_how_reliable_a_many_seed_truth_is():
     """Equal QAT quality up to seed noise: halves of the seeds agree on N (the PTQ loss every
-    seed shares) but not on the QAT quality (noise alone); the answer does not depend on
-    whether the splits are enumerated (8 seeds) or drawn (30), and is nan below 2 seeds."""
+    seed shares) but not on the QAT quality (noise alone), whether the splits are enumerated
+    (8 seeds) or drawn (30: the same answer on every call); nan below 2 seeds."""
     rng = np.random.default_rng(2)
     for seeds in (8, 30):
         records = [
