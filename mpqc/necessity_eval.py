@@ -130,20 +130,14 @@ def _qat_ranks(records: Sequence[SchemeRecord], name: str) -> float:
 
 def seed_ceiling(records: Sequence[SchemeRecord], of_qat: bool = False) -> float:
     """How well one seed's N ranks like the mean of the other seeds' (averaged over which
-    seed is left out): the Spearman a perfect predictor of one QAT run could expect, so the
-    ceiling above which no predictor can be shown to rank better. nan with one seed. With
-    `of_qat`, the same for the QAT quality itself (`qat_seed_ceiling`)."""
-    seeds = min((len(r.qat) for r in records), default=0)
+    seed is left out): the Spearman a perfect predictor of one QAT run could expect. A
+    predictor of the seed mean can rank above it (`half_agreement` says how far). nan with
+    one seed. With `of_qat`, the same for the QAT quality itself (`qat_seed_ceiling`)."""
+    seeds = _seed_count(records)
     if seeds < 2:
         return float("nan")
-    minus = [0.0 if of_qat else r.ptq for r in records]
-    values = []
-    for k in range(seeds):
-        one = [r.qat[k] - m for r, m in zip(records, minus)]
-        rest = [float(np.mean([q for j, q in enumerate(r.qat) if j != k])) - m for r, m in zip(records, minus)]
-        values.append(spearman(one, rest))
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
+    pairs = [((k,), tuple(j for j in range(seeds) if j != k)) for k in range(seeds)]
+    return _agreement(records, pairs, of_qat)
 
 
 def qat_seed_ceiling(records: Sequence[SchemeRecord]) -> float:
@@ -158,12 +152,24 @@ def half_agreement(records: Sequence[SchemeRecord], of_qat: bool = False, splits
     truth itself is. `seed_ceiling` scores a predictor of one run; a predictor of the mean
     can rank above it, and this says how much room a many-seed truth leaves (a predictor at
     this agreement ranks as well as half the seeds do). nan below 2 seeds."""
-    seeds = min((len(r.qat) for r in records), default=0)
+    seeds = _seed_count(records)
     half = seeds // 2
     if half < 1:
         return float("nan")
+    return _agreement(records, _half_splits(seeds, half, splits), of_qat)
+
+
+def _seed_count(records: Sequence[SchemeRecord]) -> int:
+    """The seeds every record has (the fewest of any)."""
+    return min((len(r.qat) for r in records), default=0)
+
+
+def _agreement(
+    records: Sequence[SchemeRecord], pairs: Sequence[tuple[tuple[int, ...], tuple[int, ...]]], of_qat: bool
+) -> float:
+    """Mean Spearman, over the pairs of seed groups, of one group's mean N (or QAT quality
+    with `of_qat`) against the other's; nan where none is defined."""
     minus = [0.0 if of_qat else r.ptq for r in records]
-    pairs = _half_splits(seeds, half, splits)
     values = []
     for a, b in pairs:
         first = [float(np.mean([r.qat[k] for k in a])) - m for r, m in zip(records, minus)]
@@ -244,7 +250,7 @@ def compare_predictors(
             for key in point
         }
     spreads = [r.spread for r in records]
-    seeds = min((len(r.qat) for r in records), default=0)
+    seeds = _seed_count(records)
     return {
         "seed_ceiling": seed_ceiling(records),
         "half_agreement": half_agreement(records),
